@@ -1,0 +1,159 @@
+"""`python -m inspector ...`: the command line.
+
+    python -m inspector tiny /tmp/tiny                       # write the tiny offline stand-in
+    python -m inspector inspect photos/ --base /tmp/tiny --json
+    python -m inspector analyze photos/ --json               # measured evidence only, no model
+    python -m inspector bench --shape 2b --json              # speed on this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+log = logging.getLogger("inspector")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", help="base model: Hub repo id or local folder (env INSPECTOR_BASE_MODEL)")
+    parser.add_argument("--base-revision", help="base model revision (env INSPECTOR_BASE_REVISION)")
+    parser.add_argument("--adapter", help="LoRA adapter: Hub repo id or local folder; '' for none "
+                                          "(env INSPECTOR_ADAPTER)")
+    parser.add_argument("--adapter-revision", help="adapter revision: tag or commit (env INSPECTOR_ADAPTER_REVISION)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="override the device (env INSPECTOR_DEVICE)")
+    parser.add_argument("--precision", choices=["nf4", "bf16", "fp16", "fp32"],
+                        help="override the precision (env INSPECTOR_DTYPE)")
+    parser.add_argument("--visual-tokens", type=int, dest="visual_token_budget",
+                        help="visual tokens per image (env INSPECTOR_VISUAL_TOKENS)")
+    parser.add_argument("--max-new-tokens", type=int, help="generation length cap (env INSPECTOR_MAX_NEW_TOKENS)")
+
+
+def config_from_args(args: argparse.Namespace):
+    from inspector.model import InspectorConfig
+
+    overrides = {key: getattr(args, key) for key in (
+        "base", "base_revision", "adapter", "adapter_revision", "device", "precision",
+        "visual_token_budget", "max_new_tokens")}
+    config = InspectorConfig.from_env(**overrides)
+    if args.adapter is not None:
+        # An adapter named on the command line comes with its own revision, or none
+        # (a local folder, or the repo's default branch); '' serves the base alone.
+        config.adapter = args.adapter or None
+        config.adapter_revision = args.adapter_revision
+    return config
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """One JSON line per image with the base and adapter reports; bad images do not stop the run."""
+    from tqdm import tqdm
+
+    from inspector.hub import Unavailable
+    from inspector.images import ImageError, iter_image_paths, load_image
+    from inspector.model import Inspector
+
+    paths = list(iter_image_paths(args.paths))
+    if not paths:
+        print("no images found in: " + " ".join(args.paths), file=sys.stderr)
+        return 2
+    try:
+        inspector = Inspector.load(config_from_args(args))
+    except Unavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for notice in inspector.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    failures = 0
+    for path in tqdm(paths, desc="inspecting", unit="image", file=sys.stderr, disable=args.quiet):
+        record: dict = {"path": str(path)}
+        try:
+            result = inspector.inspect([load_image(path)])[0]
+            record.update(result.to_dict())
+        except ImageError as error:
+            record["error"] = str(error)
+        except Exception as error:  # noqa: BLE001 - one failing image must not end a batch run
+            log.exception("inspection of %s failed", path)
+            record["error"] = f"inspection failed: {type(error).__name__}: {error}"
+        failures += "error" in record
+        print_record(record, args.json)
+    return 1 if failures else 0
+
+
+def print_record(record: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record, ensure_ascii=False), flush=True)
+    elif "error" in record:
+        print(f"{record['path']}: ERROR {record['error']}", flush=True)
+    else:
+        adapter = record["adapter"]["verdict"] if record.get("adapter") else "-"
+        print(f"{record['path']}: base={record['base']['verdict']} adapter={adapter}", flush=True)
+
+
+def run_tiny(args: argparse.Namespace) -> int:
+    from inspector.tiny import build_tiny, build_tiny_adapter
+
+    started = time.perf_counter()
+    folder = build_tiny(args.out, seed=args.seed)
+    message = f"tiny Qwen2-VL written to {folder}"
+    if args.with_adapter:
+        adapter = build_tiny_adapter(folder, folder / "adapter", seed=args.seed)
+        message += f", an untrained LoRA adapter to {adapter}"
+    print(f"{message} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from inspector.evidence.analyze import analyze_main
+
+    return analyze_main(args.paths, as_json=args.json)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from inspector.bench import bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inspector", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    tiny = commands.add_parser("tiny", help="write the tiny offline Qwen2-VL stand-in to a folder")
+    tiny.add_argument("out", help="output folder")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--with-adapter", action="store_true",
+                      help="also write an untrained (random) LoRA adapter to OUT/adapter, for demos")
+    tiny.set_defaults(run=run_tiny)
+
+    inspect = commands.add_parser("inspect", help="base and adapter reports for images or folders")
+    inspect.add_argument("paths", nargs="+", help="image files or folders (walked)")
+    inspect.add_argument("--json", action="store_true", help="one JSON object per line")
+    inspect.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_arguments(inspect)
+    inspect.set_defaults(run=run_inspect)
+
+    analyze = commands.add_parser("analyze", help="measured evidence only (no model), per image")
+    analyze.add_argument("paths", nargs="+", help="image files or folders (walked)")
+    analyze.add_argument("--json", action="store_true", help="one JSON object per line")
+    analyze.set_defaults(run=run_analyze)
+
+    bench = commands.add_parser("bench", help="measure speed and memory on this machine")
+    bench.add_argument("--shape", choices=["tiny", "2b"], default="2b",
+                       help="random-initialised model: tiny stand-in or the exact Qwen2-VL-2B shape")
+    bench.add_argument("--image", help="photo to inspect (default: a built-in 1024x768 photo)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    bench.add_argument("--out", help="also write the JSON results to this file")
+    add_model_arguments(bench)
+    bench.set_defaults(run=run_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    return args.run(args)

@@ -1,0 +1,213 @@
+"""Loading the base model and the adapter, and the one batched generate that serves both.
+
+One resident base model carries the LoRA adapter; PEFT's mixed-adapter batches
+(`adapter_names=["__base__", "adapter", ...]`) give the zero-shot base report and the
+adapter report from a single `generate` call: one prefill, one decode loop, one copy of
+the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from inspector.device import Runtime, choose_runtime
+from inspector.hub import Unavailable, explain_hub_error, is_local, resolve_adapter
+from inspector.images import load_image, make_views
+from inspector.prompts import DEFAULT_INSTRUCTION, build_inputs
+from inspector.report import Report, parse_report
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE = "Qwen/Qwen2-VL-2B-Instruct"
+DEFAULT_ADAPTER = "degradation-inspector/qwen2-vl-2b-inspector-lora"
+DEFAULT_ADAPTER_REVISION = "v1"
+ADAPTER_NAME = "adapter"
+BASE_NAME = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+@dataclass
+class InspectorConfig:
+    """What to load and how to generate; every field has an environment override."""
+
+    base: str = DEFAULT_BASE
+    base_revision: str | None = None
+    adapter: str | None = DEFAULT_ADAPTER  # None or "" serves the base model alone
+    adapter_revision: str | None = DEFAULT_ADAPTER_REVISION
+    device: str | None = None  # see inspector.device
+    precision: str | None = None
+    visual_token_budget: int = 256  # visual tokens per image: more costs prefill time
+    max_new_tokens: int = 48  # the compact answer needs ~30; prose is cut here
+
+    @classmethod
+    def from_env(cls, **overrides) -> "InspectorConfig":
+        env = {
+            "base": os.environ.get("INSPECTOR_BASE_MODEL"),
+            "base_revision": os.environ.get("INSPECTOR_BASE_REVISION"),
+            "adapter": os.environ.get("INSPECTOR_ADAPTER"),
+            "adapter_revision": os.environ.get("INSPECTOR_ADAPTER_REVISION"),
+            "visual_token_budget": os.environ.get("INSPECTOR_VISUAL_TOKENS"),
+            "max_new_tokens": os.environ.get("INSPECTOR_MAX_NEW_TOKENS"),
+        }
+        values = {key: value for key, value in env.items() if value is not None}
+        if "adapter" in values and "adapter_revision" not in values and is_local(values["adapter"]):
+            values["adapter_revision"] = None
+        for key in ("visual_token_budget", "max_new_tokens"):
+            if key in values:
+                values[key] = int(values[key])
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+def quantization_config(runtime: Runtime):
+    """nf4 with double quantization and bf16 compute, the QLoRA recipe.
+
+    The vision tower stays unquantized: backward through an nf4 layer with a bias (its
+    qkv) fails on CPU, and serving must match the precision the adapter trained with.
+    """
+    if not runtime.quantized:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=["visual", "lm_head"],
+    )
+
+
+def load_base(name: str, revision: str | None = None, runtime: Runtime | None = None):
+    """The Qwen2-VL base model and its processor, from a Hub repo id or a local folder.
+
+    The real model and the tiny stand-in take this same path. Weights come only from
+    safetensors and no remote code runs.
+    """
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    runtime = runtime or choose_runtime()
+    device_map = {"": 0} if runtime.device == "cuda" else {"": "cpu"}
+    try:
+        processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
+        model = Qwen2VLForConditionalGeneration.from_pretrained(
+            name, revision=revision, dtype=runtime.torch_dtype, device_map=device_map,
+            quantization_config=quantization_config(runtime), attn_implementation="sdpa",
+            use_safetensors=True, trust_remote_code=False,
+        )
+    except OSError as error:
+        cause = error.__cause__ or error.__context__
+        if not is_local(name) and cause is not None and type(cause).__module__.startswith("huggingface_hub"):
+            raise Unavailable(explain_hub_error(cause, name, revision, "base model")) from error
+        raise Unavailable(f"the base model {name} could not be loaded: {error}") from error
+    model.eval()
+    return model, processor
+
+
+@dataclass
+class Inspection:
+    """The outcome for one image: both reports, and how long it took."""
+
+    base: Report
+    adapter: Report  # an unavailable report, with the reason, when no adapter is loaded
+    elapsed_s: float
+    width: int = 0
+    height: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "width": self.width, "height": self.height,
+            "base": self.base.to_dict(),
+            "adapter": self.adapter.to_dict(),
+            "elapsed_s": round(self.elapsed_s, 3),
+            **self.extra,
+        }
+
+
+class Inspector:
+    """One resident base model, with the adapter when it could be loaded."""
+
+    def __init__(self, model, processor, runtime: Runtime, config: InspectorConfig,
+                 has_adapter: bool, notices: list[str] | None = None):
+        self.model = model
+        self.processor = processor
+        self.runtime = runtime
+        self.config = config
+        self.has_adapter = has_adapter
+        self.notices = list(notices or [])
+        self.instruction = DEFAULT_INSTRUCTION
+
+    @classmethod
+    def load(cls, config: InspectorConfig | None = None, **overrides) -> "Inspector":
+        """Load base and adapter. A missing base raises `Unavailable`; a missing adapter
+        becomes a notice and the base model serves alone."""
+        config = config or InspectorConfig.from_env(**overrides)
+        runtime = choose_runtime(config.device, config.precision)
+        started = time.perf_counter()
+        model, processor = load_base(config.base, config.base_revision, runtime)
+        notices, has_adapter = [], False
+        if config.adapter:
+            try:
+                model = attach_adapter(model, resolve_adapter(config.adapter, config.adapter_revision))
+                has_adapter = True
+            except Unavailable as error:
+                notices.append(f"Adapter not loaded, the base model serves alone: {error}")
+                log.warning(notices[-1])
+        log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
+                 runtime.describe(), time.perf_counter() - started)
+        return cls(model, processor, runtime, config, has_adapter, notices)
+
+    @property
+    def missing_adapter(self) -> str:
+        return self.notices[0] if self.notices else "No adapter configured (INSPECTOR_ADAPTER is empty)."
+
+    def warm_up(self) -> None:
+        """One small inspection at start, so the first visitor does not pay for lazy set-up."""
+        from PIL import Image
+
+        started = time.perf_counter()
+        self.inspect([Image.new("RGB", (112, 112), (128, 128, 128))])
+        log.info("warm-up inspection took %.1f s", time.perf_counter() - started)
+
+    def generate(self, views_per_sample: list[list], adapter_names: list[str],
+                 instruction: str | None = None) -> list[str]:
+        """One batched greedy generate; row i uses adapter `adapter_names[i]`."""
+        inputs = build_inputs(self.processor, views_per_sample, instruction or self.instruction)
+        inputs = inputs.to(self.model.device)
+        kwargs = {"adapter_names": adapter_names} if self.has_adapter else {}
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens,
+                                         do_sample=False, **kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def inspect(self, images: list) -> list[Inspection]:
+        """Base and adapter reports for each image, all from one generate call."""
+        started = time.perf_counter()
+        pictures = [load_image(image) for image in images]
+        views = [make_views(picture, self.config.visual_token_budget) for picture in pictures]
+        rows = [BASE_NAME, ADAPTER_NAME] if self.has_adapter else [BASE_NAME]
+        texts = self.generate([v for v in views for _ in rows], rows * len(views))
+        elapsed = (time.perf_counter() - started) / max(len(images), 1)
+        results = []
+        for index, picture in enumerate(pictures):
+            own = texts[index * len(rows):(index + 1) * len(rows)]
+            adapter = parse_report(own[1]) if self.has_adapter else Report.unavailable(self.missing_adapter)
+            results.append(Inspection(parse_report(own[0]), adapter, elapsed, *picture.size))
+        return results
+
+
+def attach_adapter(model, adapter_folder: Path):
+    """Wrap the base model with the LoRA adapter, under the name used in mixed batches."""
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_folder), adapter_name=ADAPTER_NAME,
+                                               is_trainable=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise Unavailable(f"the adapter in {adapter_folder} does not fit this base model: {error}") from error
+    peft_model.eval()
+    return peft_model
