@@ -1,0 +1,60 @@
+"""Shared fixtures: the tiny Qwen2-VL stand-in, built once per test session, offline."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network: everything the Hub would give comes from local folders
+# or a cache populated by tests/hubcache.py.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from inspector.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "tiny-qwen2-vl", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
+    from inspector.tiny import build_tiny_adapter
+
+    return build_tiny_adapter(tiny_model, tmp_path_factory.mktemp("adapter") / "tiny-adapter", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_inspector(tiny_model, tiny_adapter):
+    from inspector.model import Inspector, InspectorConfig
+
+    config = InspectorConfig(base=str(tiny_model), adapter=str(tiny_adapter), adapter_revision=None,
+                             precision="fp32", max_new_tokens=12)
+    return Inspector.load(config)
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory) -> Path:
+    """A real photo (scikit-image's astronaut) saved as JPEG."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(path, quality=90)
+    return path
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: offline, quiet, this checkout importable."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **extra)
+    return env

@@ -1,0 +1,141 @@
+"""Loading the base and the adapter, and the one batched generate that serves both."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import subprocess_env
+from hubcache import populate_cache
+from inspector.device import choose_runtime
+from inspector.hub import Unavailable, resolve_adapter
+from inspector.images import make_views
+from inspector.model import ADAPTER_NAME, BASE_NAME, Inspector, InspectorConfig
+
+
+def test_tiny_folder_is_hub_shaped_and_small(tiny_model):
+    names = {path.name for path in tiny_model.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
+            "generation_config.json"} <= names
+    config = json.loads((tiny_model / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2VLForConditionalGeneration"]
+    assert sum(path.stat().st_size for path in tiny_model.iterdir()) < 5_000_000
+
+
+def test_tiny_is_deterministic_from_seed(tiny_model, tmp_path):
+    from inspector.tiny import build_tiny
+
+    again = build_tiny(tmp_path / "again", seed=0)
+    assert (again / "model.safetensors").read_bytes() == (tiny_model / "model.safetensors").read_bytes()
+    assert (again / "tokenizer.json").read_text() == (tiny_model / "tokenizer.json").read_text()
+
+
+def test_tokenizer_has_qwen_special_tokens(tiny_inspector):
+    tokenizer = tiny_inspector.processor.tokenizer
+    for token in ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|endoftext|>"):
+        assert len(tokenizer(token)["input_ids"]) == 1, token
+    assert tiny_inspector.model.config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
+
+
+def test_batched_base_and_adapter_equal_separate_greedy_runs(tiny_inspector):
+    views = make_views(Image.open(_noise_png()), tiny_inspector.config.visual_token_budget)
+    together = tiny_inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME])
+    alone_base = tiny_inspector.generate([views], [BASE_NAME])
+    alone_adapter = tiny_inspector.generate([views], [ADAPTER_NAME])
+    assert together == alone_base + alone_adapter
+    # The adapter really changes the output, so the equality above is not trivial.
+    assert alone_base != alone_adapter
+
+
+def test_generate_is_one_call_for_both_reports(tiny_inspector, photo, monkeypatch):
+    calls = []
+    original = tiny_inspector.model.generate
+
+    def counting_generate(*args, **kwargs):
+        calls.append(kwargs.get("adapter_names"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_inspector.model, "generate", counting_generate)
+    result = tiny_inspector.inspect([photo])[0]
+    assert calls == [[BASE_NAME, ADAPTER_NAME]]
+    assert result.base.raw_text != result.adapter.raw_text
+    assert (result.width, result.height) == (512, 512)
+
+
+def test_missing_adapter_serves_base_with_notice(tiny_model):
+    inspector = Inspector.load(InspectorConfig(base=str(tiny_model), adapter="nobody/no-such-adapter",
+                                               adapter_revision="v1", precision="fp32", max_new_tokens=4))
+    assert not inspector.has_adapter
+    assert "no-such-adapter" in inspector.notices[0]
+    result = inspector.inspect([Image.new("RGB", (64, 64))])[0]
+    assert result.adapter.verdict == "unavailable"
+    assert "no-such-adapter" in result.adapter.notice
+
+
+def test_missing_base_raises_clear_error(tmp_path):
+    with pytest.raises(Unavailable, match="not in the local Hugging Face cache|could not be loaded"):
+        Inspector.load(InspectorConfig(base="nobody/no-such-model", adapter=None, precision="fp32"))
+
+
+def test_adapter_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(Unavailable, match="adapter_config.json"):
+        resolve_adapter(tmp_path)
+
+
+def test_runtime_choice_logged_and_overridable(monkeypatch):
+    monkeypatch.setenv("INSPECTOR_DTYPE", "fp32")
+    runtime = choose_runtime()
+    assert runtime.precision == "fp32" and "asked for" in runtime.reason
+    monkeypatch.delenv("INSPECTOR_DTYPE")
+    runtime = choose_runtime(device="cpu")
+    assert runtime.precision in ("bf16", "fp32") and runtime.reason
+    with pytest.raises(ValueError, match="INSPECTOR_DTYPE"):
+        choose_runtime(precision="int3")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            choose_runtime(device="cuda")
+
+
+def test_nf4_path_loads_and_generates_on_cpu(tiny_model, tiny_adapter):
+    """The CUDA recipe (bitsandbytes nf4, double quant) also runs on the CPU with the tiny model."""
+    pytest.importorskip("bitsandbytes")
+    inspector = Inspector.load(InspectorConfig(base=str(tiny_model), adapter=str(tiny_adapter),
+                                               adapter_revision=None, precision="nf4", max_new_tokens=4))
+    import bitsandbytes as bnb
+
+    assert any(isinstance(module, bnb.nn.Linear4bit) for module in inspector.model.modules())
+    result = inspector.inspect([Image.new("RGB", (96, 96), (10, 200, 30))])[0]
+    assert result.base.raw_text is not None and result.adapter.verdict != "unavailable"
+
+
+def test_loading_from_hub_cache_offline(tiny_model, tiny_adapter, photo, tmp_path):
+    """Repo ids at a pinned tag resolve through the huggingface_hub cache with HF_HUB_OFFLINE=1."""
+    cache = tmp_path / "hub"
+    populate_cache(cache, "acme/tiny-qwen2-vl", tiny_model)
+    populate_cache(cache, "acme/tiny-inspector-lora", tiny_adapter, revisions=("main", "v1"))
+    command = [sys.executable, "-m", "inspector", "inspect", str(photo), "--json", "--quiet",
+               "--base", "acme/tiny-qwen2-vl", "--adapter", "acme/tiny-inspector-lora",
+               "--adapter-revision", "v1", "--precision", "fp32", "--max-new-tokens", "8"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env=subprocess_env(HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "home")))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout.strip())
+    assert record["path"] == str(photo)
+    assert record["adapter"]["verdict"] != "unavailable"
+    assert "notice" not in done.stderr
+
+
+def _noise_png():
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 200, 3), dtype=np.uint8)).save(buffer, "PNG")
+    buffer.seek(0)
+    return buffer
