@@ -107,7 +107,9 @@ def load_image(
       as Pillow reads them, None when the source is not a JPEG file;
     - `inspector_source_size`: (width, height) as stored, before EXIF rotation;
     - `inspector_orientation`: the EXIF orientation that was undone (1 = none);
-    - `inspector_path`: the path as given (str), None when not read from a path.
+    - `inspector_path`: the path as given (str), None when not read from a path;
+    - `inspector_warnings`: what Pillow warned about while reading (e.g. "Corrupt
+      EXIF data"), as a list of str; these are not printed.
 
     Raises `ImageError` (and nothing else) for anything that is not a readable image
     within the limits; see `ImageLimits` for them.
@@ -169,12 +171,15 @@ def _load_file_object(file: Any, limits: ImageLimits) -> Image.Image:
 def _load_bytes(data: bytes, label: str, limits: ImageLimits, path: Path | None = None) -> Image.Image:
     """Refuse what cheap checks can refuse, then decode with Pillow."""
     _check_byte_size(len(data), label, limits)
-    image = _open_header(data, label, limits)
-    with image:
-        _check_declared_size(image.size, label, limits)
-        metadata = _file_metadata(image, path)
-        _decode(image, label)
-        return _finish(image, metadata, label)
+    with _pillow_warnings() as caught:
+        image = _open_header(data, label, limits)
+        with image:
+            _check_declared_size(image.size, label, limits)
+            metadata = _file_metadata(image, path)
+            _decode(image, label)
+            result = _finish(image, metadata, label)
+    result.info["inspector_warnings"] = _warning_texts(caught)
+    return result
 
 
 def _load_pil_image(image: Image.Image, limits: ImageLimits) -> Image.Image:
@@ -183,8 +188,11 @@ def _load_pil_image(image: Image.Image, limits: ImageLimits) -> Image.Image:
     label = Path(filename).name if isinstance(filename, str) and filename else "the image"
     _check_declared_size(image.size, label, limits)
     metadata = _file_metadata(image, None)
-    _decode(image, label)
-    return _finish(image, metadata, label)
+    with _pillow_warnings() as caught:
+        _decode(image, label)
+        result = _finish(image, metadata, label)
+    result.info["inspector_warnings"] = _warning_texts(caught)
+    return result
 
 
 def _load_array(array: Any, limits: ImageLimits) -> Image.Image:
@@ -206,6 +214,7 @@ def _load_array(array: Any, limits: ImageLimits) -> Image.Image:
         "inspector_source_size": (width, height),
         "inspector_orientation": 1,
         "inspector_path": None,
+        "inspector_warnings": [],
     }
     return image
 
@@ -244,8 +253,7 @@ def _check_declared_size(size: tuple[int, int], label: str, limits: ImageLimits)
 def _open_header(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
     """Image.open reads the header only (lazy); all its failures become ImageError."""
     try:
-        with _bomb_warnings_as_errors():
-            return Image.open(io.BytesIO(data), formats=READ_FORMATS)
+        return Image.open(io.BytesIO(data), formats=READ_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(
             f"{label} declares more pixels than allowed ({error}); our limit is "
@@ -261,16 +269,26 @@ def _open_header(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
 
 
 @contextmanager
-def _bomb_warnings_as_errors() -> Iterator[None]:
-    """Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; we want an error.
+def _pillow_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record Pillow's warnings instead of printing them; make bomb warnings errors.
 
-    Scoped with `catch_warnings` rather than a global filter so the rest of the
-    process keeps Pillow's behaviour. (`catch_warnings` is not thread-safe before
-    Python 3.14; two threads interleaving can at worst leave this one filter on.)
+    Pillow warns about damaged but readable files ("Corrupt EXIF data", odd ICC or
+    text chunks) without naming the file: over a folder of thousands, stderr fills
+    with anonymous lines. Recorded, they go to `info["inspector_warnings"]` of the
+    image they belong to. Pillow only *warns* about decompression bombs between
+    MAX_IMAGE_PIXELS and twice that; here that is an error, hence an ImageError.
+    Scoped rather than a global filter, so the rest of the process keeps Pillow's
+    behaviour. (`catch_warnings` is not thread-safe before Python 3.14: threads that
+    interleave can swap their recorded warnings, or briefly see these filters.)
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        yield
+        yield caught
+
+
+def _warning_texts(caught: list[warnings.WarningMessage]) -> list[str]:
+    return list(dict.fromkeys(str(warning.message).strip() for warning in caught))
 
 
 def _decode(image: Image.Image, label: str) -> None:
@@ -457,7 +475,7 @@ _SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
     (b"\x76\x2f\x31\x01", 0, "an OpenEXR", "image"),
     (b"qoif", 0, "a QOI", "image"),
     (b"%PDF", 0, "a PDF document", "other"),
-    (b"PK\x03\x04", 0, "a ZIP archive (or an Office document)", "other"),
+    (b"PK\x03\x04", 0, "a ZIP archive or an Office document", "other"),
     (b"PK\x05\x06", 0, "an empty ZIP archive", "other"),
     (b"\x1f\x8b", 0, "a gzip archive", "other"),
     (b"Rar!\x1a\x07", 0, "a RAR archive", "other"),
@@ -520,7 +538,7 @@ def _as_text(head: bytes) -> str | None:
 def _describe_text(text: str) -> tuple[str, str]:
     start = text.lstrip("\ufeff \t\r\n").lower()
     if start.startswith(("<!doctype html", "<html", "<head", "<body")) or "<html" in start[:1024]:
-        return "an HTML page (a saved web page or a download's error page)", "other"
+        return "an HTML page, such as a saved web page or a download's error page", "other"
     if "<svg" in start[:1024]:
         return "an SVG drawing", "image"
     if start.startswith("<?xml"):

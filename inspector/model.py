@@ -43,6 +43,7 @@ class InspectorConfig:
     precision: str | None = None
     visual_token_budget: int = 256  # visual tokens per image: more costs prefill time
     max_new_tokens: int = 48  # the compact answer needs ~30; prose is cut here
+    min_new_tokens: int = 0  # benchmarks force a fixed length with min = max
 
     @classmethod
     def from_env(cls, **overrides) -> "InspectorConfig":
@@ -180,7 +181,7 @@ class Inspector:
         kwargs = {"adapter_names": adapter_names} if self.has_adapter else {}
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens,
-                                         do_sample=False, **kwargs)
+                                         min_new_tokens=self.config.min_new_tokens, do_sample=False, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
 

@@ -18,6 +18,7 @@ that yields nothing gives `parsed=False` with the verdict "unknown", never "clea
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -31,6 +32,8 @@ from .taxonomy import (
     check_type,
     worst_severity,
 )
+
+_LOG = logging.getLogger(__name__)
 
 VERDICT_BY_SEVERITY: dict[str, str] = {
     "none": "clean",
@@ -158,7 +161,9 @@ class Report:
         if missing:
             raise ValueError(f"report is missing {', '.join(sorted(missing))}; was it written by Report.to_dict()?")
         items = data["degradations"]
-        if not isinstance(items, list) or not all(isinstance(i, Mapping) and {"type", "severity"} <= set(i) for i in items):
+        well_formed = isinstance(items, list) and all(
+            isinstance(item, Mapping) and {"type", "severity"} <= set(item) for item in items)
+        if not well_formed:
             raise ValueError('"degradations" must be a list of {"type": ..., "severity": ...} objects')
         return cls(
             degradations=[Degradation(str(i["type"]), str(i["severity"])) for i in items],
@@ -181,7 +186,8 @@ class Report:
             parts.append(self.explanation)
         if self.raw_text.strip():
             if self.parsed:
-                parts.append(f"<details><summary>Model's answer</summary>\n\n{_code_block(self.raw_text)}\n\n</details>")
+                raw = _code_block(self.raw_text)
+                parts.append(f"<details><summary>Model's answer</summary>\n\n{raw}\n\n</details>")
             else:
                 parts.append(f"The model said:\n\n{_code_block(self.raw_text)}")
         return "\n\n".join(parts) + "\n"
@@ -239,8 +245,8 @@ TYPE_SYNONYMS: dict[str, tuple[str, ...]] = {
         "noise artifacts", "noise artefacts",
     ),
     "low_resolution": (
-        "low resolution", "low res", "lowres", "resolution", "pixelated", "pixelation", "pixellated",
-        "pixelization", "pixelized", "upscaled", "upsampled", "downscaled", "downsampled",
+        "low resolution", "low res", "lowres", "resolution", "image resolution", "pixelated", "pixelation",
+        "pixellated", "pixelization", "pixelized", "upscaled", "upsampled", "downscaled", "downsampled",
         "resolution issues", "resolution problems", "resolution loss",
     ),
     "jpeg_artifacts": (
@@ -282,6 +288,17 @@ _SEVERITY_BY_WORD: dict[str, str] = {
     **{word: "moderate" for word in PRESENCE_WORDS},
 }
 
+# "resolution" alone says nothing until qualified: "the resolution is low / adequate",
+# {"resolution": "high"}. Its qualifiers, True where they mean "degraded"; they also
+# qualify the antonyms of prose ("poor sharpness").
+_NEUTRAL_WORDS = {"resolution": "low_resolution", "image resolution": "low_resolution"}
+_QUALIFIERS: dict[str, bool] = {
+    **dict.fromkeys(("low", "lower", "poor", "limited", "reduced", "insufficient", "inadequate", "bad",
+                     "lacking"), True),
+    **dict.fromkeys(("high", "higher", "good", "adequate", "sufficient", "fine", "decent", "excellent", "great",
+                     "acceptable", "reasonable", "full", "ok", "okay", "satisfactory", "native"), False),
+}
+
 # JSON keys with a role other than a type name.
 _LIST_KEYS = {"degradations", "issues", "problems", "defects", "findings", "detected", "labels", "results"}
 _ITEM_TYPE_KEYS = {"type", "name", "degradation", "kind", "category", "label"}
@@ -309,6 +326,14 @@ def _type_of(name: str) -> str | None:
     if len(words) > 1 and words[-1] in _KEY_SUFFIXES:
         return _TYPE_BY_NAME.get(" ".join(words[:-1]))
     return None
+
+
+def _severity_for_key(name: str, value: Any) -> str | None:
+    """The severity a JSON value gives the type its (normalised) key names."""
+    if name in _NEUTRAL_WORDS and isinstance(value, str) and _normalise(value) in _QUALIFIERS:
+        # {"resolution": "high"} is a good resolution, not severe low resolution.
+        return "moderate" if _QUALIFIERS[_normalise(value)] else "none"
+    return _severity_of_value(value)
 
 
 def _severity_of_value(value: Any, depth: int = 0) -> str | None:
@@ -378,17 +403,26 @@ def parse_report(text: Any) -> Report:
     if not isinstance(text, str):
         return Report.from_labels({}, raw_text="" if text is None else _safe_str(text), parsed=False)
     try:
-        searched = text[:MAX_PARSE_CHARS]
-        finding = _find_in_json(searched)
-        # Pairs fill in what complete objects lack: a list cut short after a complete item.
-        finding.merge(_find_in_pairs(searched))
-        if not finding.recognised:
-            finding = _find_in_prose(searched)
-        if finding.recognised:
-            return Report.from_labels(finding.labels, raw_text=text, explanation=finding.explanation)
+        finding = _find(text[:MAX_PARSE_CHARS])
     except Exception:  # noqa: BLE001 - a parser bug must not take an inspection down with it
-        pass
-    return Report.from_labels({}, raw_text=text, parsed=False)
+        _LOG.warning("parse_report failed; reporting the answer as unparsed", exc_info=True)
+        finding = _Finding()
+    if not finding.recognised:
+        return Report.from_labels({}, raw_text=text, parsed=False)
+    return Report.from_labels(finding.labels, raw_text=text, explanation=finding.explanation)
+
+
+def _find(text: str) -> _Finding:
+    """The three stages; the tests call this directly, so a bug cannot hide behind
+    the catch-all of `parse_report`."""
+    finding = _find_in_json(text)
+    # Pairs fill in what complete objects lack: a list cut short after a complete item.
+    finding.merge(_find_in_pairs(text))
+    if finding.recognised:
+        return finding
+    prose = _find_in_prose(text)  # also reads prose inside JSON: {"answer": "Slightly blurry."}
+    prose.explanation = finding.explanation
+    return prose
 
 
 def _safe_str(value: Any) -> str:
@@ -435,8 +469,8 @@ def _read_object(obj: Mapping, depth: int = 0) -> _Finding:
     for key, value in obj.items():
         name = _normalise(key)
         kind = _type_of(name)
-        if kind is not None and name not in _ITEM_TYPE_KEYS:
-            severity = _severity_of_value(value)
+        if kind is not None:
+            severity = _severity_for_key(name, value)
             if severity is not None:
                 finding.add(kind, severity)
         elif name in _LIST_KEYS and depth < _MAX_DEPTH:
@@ -456,14 +490,15 @@ def _read_object(obj: Mapping, depth: int = 0) -> _Finding:
 def _read_item(obj: Mapping) -> tuple[str, str] | None:
     """The list form's element: {"type": "blur", "severity": "mild"} -> ("blur", "mild")."""
     fields = {_normalise(key): value for key, value in obj.items()}
-    names = [v for k, v in fields.items() if k in _ITEM_TYPE_KEYS and isinstance(v, str)]
-    kind = next((_type_of(_normalise(v)) for v in names if _type_of(_normalise(v))), None)
+    kinds = [_type_of(_normalise(v)) for k, v in fields.items() if k in _ITEM_TYPE_KEYS and isinstance(v, str)]
+    kind = next((kind for kind in kinds if kind is not None), None)
     if kind is None:
         return None
     for keys in (_ITEM_SEVERITY_KEYS, _ITEM_PRESENCE_KEYS):
-        for k, v in fields.items():
-            if k in keys and _severity_of_value(v) is not None:
-                return kind, _severity_of_value(v)
+        severities = [_severity_of_value(v) for k, v in fields.items() if k in keys]
+        severity = next((severity for severity in severities if severity is not None), None)
+        if severity is not None:
+            return kind, severity
     return kind, "moderate"  # listed without a severity: present, amount unsaid
 
 
@@ -504,8 +539,8 @@ def _find_in_pairs(text: str) -> _Finding:
     for key, value in _pairs(text):
         name = _normalise(key)
         kind = _type_of(name)
-        if kind is not None and name not in _ITEM_TYPE_KEYS:
-            severity = _severity_of_value(value)
+        if kind is not None:
+            severity = _severity_for_key(name, value)
             if severity is not None:
                 finding.add(kind, severity)
         elif name in _ITEM_TYPE_KEYS and isinstance(value, str):
@@ -553,21 +588,13 @@ _ANTONYMS: dict[str, tuple[str, ...]] = {
     "noise": ("noise free", "noiseless", "clean of noise"),
     "low_resolution": ("high resolution", "high res", "full resolution", "good resolution", "high definition"),
     "jpeg_artifacts": ("uncompressed", "lossless", "artifact free", "artefact free"),
-    _WHOLE_IMAGE: ("high quality", "good quality", "excellent quality", "great quality", "clean", "pristine", "flawless"),
+    _WHOLE_IMAGE: ("high quality", "good quality", "excellent quality", "great quality", "clean", "pristine",
+                   "flawless"),
 }
 _WHOLE_IMAGE_PROBLEMS = (
     "degradation", "degradations", "issues", "issue", "problems", "problem", "defects", "distortion",
     "distortions", "imperfections", "flaws", "quality issues",
 )
-# "resolution" alone says nothing until qualified: "the resolution is low / adequate".
-_NEUTRAL_WORDS = {"resolution": "low_resolution"}
-
-# Qualifiers of a neutral or antonym word: True where they mean "degraded".
-_QUALIFIERS: dict[str, bool] = {
-    **dict.fromkeys(("low", "lower", "poor", "limited", "reduced", "insufficient", "inadequate", "bad", "lacking"), True),
-    **dict.fromkeys(("high", "higher", "good", "adequate", "sufficient", "fine", "decent", "excellent", "great",
-                     "acceptable", "reasonable", "full", "ok", "okay", "satisfactory", "native"), False),
-}
 # Negations that only look ahead: "no noise", "without blur". After a mention they start
 # a new noun phrase ("blurry with no noise"), except "no" ending a clause ("Noise: no").
 _PRENOMINAL_NEGATIONS = ("no", "without", "free of", "free from", "lack of", "lacks", "absence of",
@@ -579,6 +606,7 @@ _FORWARD_STOPS = {"with", "especially", "particularly", "such", "like", "due", "
                   "resulting", "giving", "than"}
 _LIST_LINKS = {",", "and", "or", "nor", "with", "of", "any", "regarding", "in", "terms", "to", "related", "either"}
 _WINDOW = 6  # words a cue may stand from its mention: "no evidence of any significant blur"
+_DEGREE_ADVERBS = ("very", "quite", "fairly", "rather", "extremely", "highly", "too", "somewhat")
 
 
 @dataclass(frozen=True)
@@ -640,6 +668,7 @@ class _Evidence:
     intensity: str | None = None  # the nearest intensity word
     other_intensity: str | None = None  # the nearest one that is not the qualifier itself
     presence: bool = False
+    options: bool = False  # "blur: none|mild|moderate|severe" lists choices; it states nothing
 
     @property
     def empty(self) -> bool:
@@ -704,7 +733,7 @@ def _read_mentions(tokens: list[_Token]) -> Iterator[tuple[str, bool, str]]:
             evidence = previous[1]  # "no blur, noise or artifacts": the list shares one negation
         previous = (index, evidence)
         kind, polarity = token.mention
-        severity = _resolve(polarity, evidence)
+        severity = None if evidence.options else _resolve(polarity, evidence)
         if severity is not None:
             explicit = polarity != _PRESENT or evidence.negated or evidence.intensity is not None
             yield kind, explicit, severity
@@ -717,15 +746,18 @@ def _linked(tokens: list[_Token], before: int, after: int) -> bool:
 def _own_evidence(tokens: list[_Token], index: int) -> _Evidence:
     # Nearest first; on a tie the word before the mention wins ("slightly blurry, mild").
     window = sorted(_looking_back(tokens, index) + _looking_ahead(tokens, index), key=lambda w: w[:2])
-    cues = [token.cue for _, _, token in window if token.cue is not None]
-    qualifier = next((i for i, cue in enumerate(cues) if cue.degraded is not None), None)
-    intensities = [(i, cue.severity) for i, cue in enumerate(cues) if cue.severity not in (None, "none")]
+    cued = [token for _, _, token in window if token.cue is not None]
+    qualifier = next((token for token in cued if token.cue.degraded is not None), None)
+    intensities = [token for token in cued if token.cue.severity not in (None, "none")]
+    # "quite strong", "the blur is very slight": an adverb of degree yields to the word it modifies.
+    intensities.sort(key=lambda token: token.text in _DEGREE_ADVERBS)
     return _Evidence(
-        negated=any(cue.severity == "none" for cue in cues),
-        degraded=cues[qualifier].degraded if qualifier is not None else None,
-        intensity=intensities[0][1] if intensities else None,
-        other_intensity=next((severity for i, severity in intensities if i != qualifier), None),
-        presence=any(cue.presence for cue in cues),
+        negated=any(token.cue.severity == "none" for token in cued),
+        degraded=qualifier.cue.degraded if qualifier else None,
+        intensity=intensities[0].cue.severity if intensities else None,
+        other_intensity=next((t.cue.severity for t in intensities if t is not qualifier), None),
+        presence=any(token.cue.presence for token in cued),
+        options=len({token.text for token in cued if token.text in SEVERITY_RANK}) > 2,
     )
 
 

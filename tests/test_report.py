@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inspector import report as report_module
 from inspector.report import (
     VERDICTS,
     Degradation,
@@ -81,7 +82,8 @@ def test_report_from_labels_keeps_only_present_degradations_in_taxonomy_order():
 
 @pytest.mark.parametrize(
     ("given_labels", "verdict"),
-    [({}, "clean"), ({"noise": "mild"}, "mildly degraded"), ({"blur": "moderate", "noise": "mild"}, "moderately degraded"),
+    [({}, "clean"), ({"noise": "mild"}, "mildly degraded"),
+     ({"blur": "moderate", "noise": "mild"}, "moderately degraded"),
      ({"low_resolution": "severe"}, "severely degraded")],
 )
 def test_verdict_follows_the_worst_severity(given_labels, verdict):
@@ -134,8 +136,10 @@ def test_unavailable_report():
 
 def test_render_explanation():
     assert render_explanation({}) == "No visible degradation."
-    assert render_explanation({"blur": "moderate", "jpeg_artifacts": "mild"}) == "Moderate blur and mild JPEG artifacts."
-    assert render_explanation(labels("severe", "mild", "moderate")) == "Severe blur, mild noise and moderate low resolution."
+    assert render_explanation({"blur": "moderate", "jpeg_artifacts": "mild"}) == (
+        "Moderate blur and mild JPEG artifacts.")
+    assert render_explanation(labels("severe", "mild", "moderate")) == (
+        "Severe blur, mild noise and moderate low resolution.")
 
 
 @given(labels_strategy)
@@ -162,7 +166,8 @@ def test_markdown_of_an_unparsed_answer_shows_the_raw_text_safely():
     [
         ('{"Blur": "Slight", "Noise": "No", "Low Resolution": "Medium", "JPEG Artifacts": "Heavy"}',
          labels("mild", "none", "moderate", "severe")),
-        ('{"blurry": true, "noisy": false, "resolution": 0, "compression": 3}', labels("moderate", "none", "none", "severe")),
+        ('{"blurry": true, "noisy": false, "resolution": 0, "compression": 3}',
+         labels("moderate", "none", "none", "severe")),
         ('{"degradations": [{"type": "blur", "severity": "moderate"}, {"type": "JPEG artifacts", "severity": "minor"}],'
          ' "verdict": "moderately degraded", "explanation": "Soft edges and blocky sky."}',
          labels("moderate", jpeg_artifacts="mild")),
@@ -171,6 +176,8 @@ def test_markdown_of_an_unparsed_answer_shows_the_raw_text_safely():
         ('{"blur_severity": "strong", "noise_level": "low", "grain": "extreme"}', labels("severe", "mild")),
         ('{"analysis": {"blur": {"severity": "significant"}, "noise": {"present": false}}}', labels("severe")),
         ("{'blur': 'mild', 'noise': 'none'}", labels("mild")),  # a Python dict, not JSON
+        ('{"resolution": "high", "blur": "low"}', labels("mild")),  # a good resolution, not a severe one
+        ('{"resolution": "poor", "JPEG": 1}', labels(low_resolution="moderate", jpeg_artifacts="mild")),
     ],
 )
 def test_json_variants(text, expected):
@@ -285,7 +292,8 @@ def test_negations(text, expected):
     ("text", "severity"),
     [("slightly blurry", "mild"), ("a bit blurry", "mild"), ("blurry", "moderate"), ("moderately blurry", "moderate"),
      ("very blurry", "severe"), ("extremely blurred", "severe"), ("The blur is severe.", "severe"),
-     ("Blur: mild", "mild"), ("very slightly blurry", "mild")],
+     ("Blur: mild", "mild"), ("very slightly blurry", "mild"), ("The blur is very slight.", "mild"),
+     ("The blur in the corners is quite strong.", "severe"), ("quite blurry", "moderate")],
 )
 def test_intensity_words(text, severity):
     assert parse_report(text).severity("blur") == severity
@@ -293,7 +301,8 @@ def test_intensity_words(text, severity):
 
 @given(labels_strategy, st.sampled_from(["", "The image is a photo of a street. "]))
 def test_templated_prose_roundtrips(expected, preamble):
-    nouns = {"blur": "blur", "noise": "noise", "low_resolution": "pixelation", "jpeg_artifacts": "compression artifacts"}
+    nouns = {"blur": "blur", "noise": "noise", "low_resolution": "pixelation",
+             "jpeg_artifacts": "compression artifacts"}
     adverbs = {"none": "no", "mild": "slight", "moderate": "noticeable", "severe": "heavy"}
     text = preamble + " ".join(f"There is {adverbs[word]} {nouns[kind]}." for kind, word in expected.items())
     assert parse_report(text).labels() == expected
@@ -308,6 +317,21 @@ def test_nothing_recognised_is_unknown_not_clean(text):
     report = parse_report(text)
     assert not report.parsed and report.verdict == "unknown" and report.degradations == []
     assert report.raw_text == text
+
+
+def test_prose_inside_json_is_read_and_its_explanation_kept():
+    report = parse_report('{"answer": "The photo is slightly blurry.", "explanation": "Soft edges."}')
+    assert report.labels() == labels("mild") and report.explanation == "Soft edges."
+
+
+def test_a_parser_bug_gives_an_unparsed_report(monkeypatch, caplog):
+    def broken(text):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(report_module, "_find", broken)
+    report = parse_report(format_answer({"blur": "mild"}))
+    assert not report.parsed and report.verdict == "unknown"
+    assert "parse_report failed" in caplog.text
 
 
 @pytest.mark.parametrize("value", [None, 42, b'{"blur":"mild"}', ["blur"], object()])
@@ -334,6 +358,7 @@ JSON_FRAGMENTS = st.sampled_from([
     st.lists(st.one_of(JSON_FRAGMENTS, st.text(max_size=5)), max_size=30).map(" ".join),
 ))
 def test_parse_report_never_raises(text):
+    report_module._find(text)  # the stages themselves, without parse_report's catch-all
     report = parse_report(text)
     assert_valid(report)
     assert report.raw_text == text
@@ -352,6 +377,7 @@ def test_parse_report_never_raises(text):
 ))
 def test_parse_report_survives_arbitrary_json(value):
     text = json.dumps(value)
+    report_module._find(text)
     report = parse_report(text)
     assert_valid(report)
     assert report.raw_text == text

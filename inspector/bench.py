@@ -1,0 +1,236 @@
+"""`python -m inspector bench`: speed and memory of a side-by-side inspection on this machine.
+
+The real weights cannot be downloaded here, so the model is random-initialised with the
+exact Qwen2-VL-2B shape (`--shape 2b`; same layers and sizes, hence the same speed and
+memory) and every generate is forced to a fixed number of new tokens. The tokenizer and
+processor are the tiny stand-in's (same classes; the vocabulary is smaller, so prompts
+are a few dozen tokens shorter than with Qwen's tokenizer: the table shows the counts).
+
+In the same run it measures our settings, the seed-style baseline (fp32, the processor's
+default pixel budget, base and adapter as two generate calls, a 150-token prose answer)
+and each lever on its own, and prints the ratios.
+
+    python -m inspector bench --shape 2b --json --out bench.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way of producing a side-by-side report; the levers are its fields."""
+
+    name: str
+    precision: str  # bf16 / fp32 on CPU, nf4 on CUDA
+    views: str  # "native": our global view + native crops; "processor": whole image, processor's default budget
+    answer_tokens: int  # forced generation length per report
+    batched: bool  # base and adapter in one generate (mixed adapters), or two calls
+    cache: str = "dynamic"  # or "static"
+    visual_token_budget: int = 256
+
+
+def settings(fast_precision: str) -> list[Setting]:
+    ours = Setting("ours", fast_precision, "native", 32, True)
+    seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else "bf16", "processor", 150, False)
+    levers = [
+        replace(ours, name="lever: processor's default view", views="processor"),
+        replace(ours, name="lever: 150-token prose answer", answer_tokens=150),
+        replace(ours, name="lever: two generate calls", batched=False),
+        replace(ours, name="lever: static cache", cache="static"),
+    ]
+    if fast_precision == "bf16":
+        levers.insert(0, replace(ours, name="lever: fp32 instead of bf16", precision="fp32"))
+    return [ours, seed, *levers]
+
+
+def build_model(shape: str, precision: str, processor, seed: int = 0):
+    """A random-initialised Qwen2-VL with a LoRA adapter, in the asked precision."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from inspector.model import ADAPTER_NAME, quantization_config
+    from inspector.device import Runtime
+    from inspector.tiny import LANGUAGE_LORA_TARGETS, qwen2_vl_2b_config
+
+    config = qwen2_vl_2b_config() if shape == "2b" else None
+    tokenizer = processor.tokenizer
+    if config is None:
+        raise ValueError("build_model builds the 2b shape; the tiny shape is loaded from its folder")
+    for key, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+                       ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
+        setattr(config, key, tokenizer.convert_tokens_to_ids(token))
+    runtime = Runtime("cuda" if precision == "nf4" else "cpu", precision, "benchmark")
+    torch.manual_seed(seed)
+    if runtime.quantized:  # nf4 weights are made by loading: save the random model, load it quantized
+        with tempfile.TemporaryDirectory() as folder:
+            Qwen2VLForConditionalGeneration(config).to(torch.bfloat16).save_pretrained(folder)
+            model = Qwen2VLForConditionalGeneration.from_pretrained(
+                folder, quantization_config=quantization_config(runtime), device_map={"": 0},
+                dtype=torch.bfloat16, attn_implementation="sdpa")
+    else:
+        model = Qwen2VLForConditionalGeneration._from_config(config, dtype=runtime.torch_dtype,
+                                                              attn_implementation="sdpa")
+    lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval(), runtime
+
+
+def bench_photo(size: tuple[int, int], folder: Path) -> Path:
+    """A real photo (scikit-learn's sample) resized to `size`, saved as JPEG."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    path = folder / f"photo-{size[0]}x{size[1]}.jpg"
+    Image.fromarray(load_sample_image("china.jpg")).resize(size, Image.Resampling.BICUBIC).save(path, quality=92)
+    return path
+
+
+def time_setting(inspector, setting: Setting, photo: Path) -> dict:
+    """End-to-end seconds of one side-by-side report (load, views, generate, parse)."""
+    from inspector.images import load_image, make_views
+    from inspector.model import ADAPTER_NAME, BASE_NAME
+    from inspector.report import parse_report
+
+    inspector.config.max_new_tokens = inspector.config.min_new_tokens = setting.answer_tokens
+    generation = inspector.model.generation_config
+    generation.cache_implementation = "static" if setting.cache == "static" else None
+    started = time.perf_counter()
+    picture = load_image(photo)
+    views = make_views(picture, setting.visual_token_budget) if setting.views == "native" else [picture]
+    if setting.batched:
+        texts = inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME])
+    else:
+        texts = inspector.generate([views], [BASE_NAME]) + inspector.generate([views], [ADAPTER_NAME])
+    reports = [parse_report(text) for text in texts]
+    elapsed = time.perf_counter() - started
+    inputs_1 = _prompt_tokens(inspector, views)
+    return {"seconds": round(elapsed, 2), "prompt_tokens": inputs_1["prompt"],
+            "visual_tokens": inputs_1["visual"], "reports": len(reports)}
+
+
+def _prompt_tokens(inspector, views) -> dict:
+    from inspector.prompts import build_inputs
+
+    inputs = build_inputs(inspector.processor, [views], inspector.instruction)
+    visual = int((inputs["input_ids"] == inspector.model.config.image_token_id).sum())
+    return {"prompt": int(inputs["input_ids"].shape[1]), "visual": visual}
+
+
+def time_prefill_decode(inspector, photo: Path, new_tokens: int = 32) -> dict:
+    """Prefill seconds and decode tokens/s of the fast path (batch of 2: base + adapter)."""
+    from inspector.images import load_image, make_views
+    from inspector.model import ADAPTER_NAME, BASE_NAME
+
+    views = make_views(load_image(photo), inspector.config.visual_token_budget)
+    timings = {}
+    for tokens in (1, new_tokens):
+        inspector.config.max_new_tokens = inspector.config.min_new_tokens = tokens
+        started = time.perf_counter()
+        inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME])
+        timings[tokens] = time.perf_counter() - started
+    decode = (timings[new_tokens] - timings[1]) / (new_tokens - 1)
+    return {"prefill_s": round(timings[1], 2), "decode_tokens_per_s": round(1 / decode, 2)}
+
+
+def peak_memory_gb() -> dict:
+    if torch.cuda.is_available():
+        return {"peak_vram_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()} {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "
+            f"{gpu}, torch {torch.__version__} with {torch.get_num_threads()} threads")
+
+
+def run_bench(shape: str = "2b", image: str | None = None) -> dict:
+    from inspector.device import choose_runtime
+    from inspector.model import Inspector, InspectorConfig
+    from inspector.tiny import build_tiny
+
+    fast = choose_runtime().precision
+    work = Path(tempfile.mkdtemp(prefix="inspector-bench-"))
+    tiny = build_tiny(work / "tiny")
+    photos = {"1024x768": Path(image) if image else bench_photo((1024, 768), work),
+              "12MP": bench_photo((4000, 3000), work)}
+    results = {"machine": machine(), "shape": shape, "fast_precision": fast, "settings": []}
+    inspectors = {}
+    for setting in settings(fast):
+        if setting.precision not in inspectors:
+            started = time.perf_counter()
+            if shape == "2b":
+                from transformers import AutoProcessor
+
+                processor = AutoProcessor.from_pretrained(tiny)
+                model, runtime = build_model(shape, setting.precision, processor)
+            else:
+                loaded = Inspector.load(InspectorConfig(base=str(tiny), adapter=None, precision=setting.precision))
+                processor, runtime = loaded.processor, loaded.runtime
+                from inspector.tiny import build_tiny_adapter
+                from inspector.model import attach_adapter
+
+                model = attach_adapter(loaded.model, build_tiny_adapter(tiny, work / "adapter"))
+            inspectors[setting.precision] = Inspector(model, processor, runtime, InspectorConfig(), True)
+            results[f"load_s_{setting.precision}"] = round(time.perf_counter() - started, 1)
+            time_setting(inspectors[setting.precision], replace(setting, answer_tokens=2), photos["1024x768"])
+        row = asdict(setting)
+        try:
+            row["1024x768"] = time_setting(inspectors[setting.precision], setting, photos["1024x768"])
+            if setting.name in ("ours", "seed-style baseline"):
+                row["12MP"] = time_setting(inspectors[setting.precision], setting, photos["12MP"])
+        except Exception as error:  # noqa: BLE001 - a lever that does not run on this version is a finding
+            row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
+        log.info("%s", row)
+        print(f"  {setting.name}: {row.get('1024x768', row.get('error'))}", file=sys.stderr, flush=True)
+        results["settings"].append(row)
+    results.update(time_prefill_decode(inspectors[fast], photos["1024x768"]))
+    results.update(peak_memory_gb())
+    ours, seed = results["settings"][0], results["settings"][1]
+    if "error" not in ours and "error" not in seed:
+        results["speedup_vs_seed"] = round(seed["1024x768"]["seconds"] / ours["1024x768"]["seconds"], 1)
+    return results
+
+
+def render_table(results: dict) -> str:
+    ours = results["settings"][0]["1024x768"]["seconds"] if "1024x768" in results["settings"][0] else None
+    lines = [f"machine: {results['machine']}; shape: {results['shape']}",
+             "| setting | precision | view | visual tokens | prompt tokens | answer tokens | calls | "
+             "1024x768 s | vs ours | 12 MP s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in results["settings"]:
+        small, large = row.get("1024x768"), row.get("12MP")
+        if small is None:
+            lines.append(f"| {row['name']} | {row['precision']} | {row['views']} | | | {row['answer_tokens']} | "
+                         f"| {row['error']} | | |")
+            continue
+        ratio = f"{small['seconds'] / ours:.1f}x" if ours else ""
+        lines.append(f"| {row['name']} | {row['precision']} | {row['views']} | {small['visual_tokens']} | "
+                     f"{small['prompt_tokens']} | {row['answer_tokens']} | {1 if row['batched'] else 2} | "
+                     f"{small['seconds']} | {ratio} | {large['seconds'] if large else ''} |")
+    memory = ", ".join(f"{key} {value}" for key, value in results.items() if key.startswith("peak"))
+    lines.append(f"\nprefill (batch 2) {results['prefill_s']} s, decode {results['decode_tokens_per_s']} "
+                 f"tokens/s; {memory}; speed-up vs seed-style: {results.get('speedup_vs_seed')}x")
+    return "\n".join(lines)
+
+
+def bench_main(args) -> int:
+    results = run_bench(args.shape, args.image)
+    print(json.dumps(results, indent=2) if args.json else render_table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
