@@ -29,10 +29,11 @@ import math
 import os
 import stat
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -71,7 +72,7 @@ class ImageLimits:
     """
 
     max_pixels: int = 64_000_000  # a 61 MP full-frame camera fits; ~190 MB once RGB
-    max_bytes: int = 50 * 1024 * 1024  # a 12 MP JPEG is 3-8 MB, a 16-bit TIFF ~70
+    max_bytes: int = 50 * 1024 * 1024  # a 12 MP JPEG is 3-8 MB; a raw 16-bit 12 MP TIFF (72 MB) needs more
     min_side: int = 8  # fewer pixels than this hold no texture to judge
 
     def __post_init__(self) -> None:
@@ -110,6 +111,10 @@ def load_image(
     - `inspector_path`: the path as given (str), None when not read from a path;
     - `inspector_warnings`: what Pillow warned about while reading (e.g. "Corrupt
       EXIF data"), as a list of str; these are not printed.
+
+    A PIL image not read from a file (`format` None) keeps the `inspector_*` keys it
+    already carries: `load_image(load_image(x))` equals `load_image(x)`, and the JPEG
+    tables that `evidence.degrade` puts in `info` survive.
 
     Raises `ImageError` (and nothing else) for anything that is not a readable image
     within the limits; see `ImageLimits` for them.
@@ -159,7 +164,7 @@ def _load_file_object(file: Any, limits: ImageLimits) -> Image.Image:
     label = Path(name).name if isinstance(name, str) and name else "the file object"
     try:
         data = file.read(limits.max_bytes + 1)
-    except Exception as error:  # any stream failure is a bad input here
+    except Exception as error:  # noqa: BLE001 - whatever the stream raises, the input is bad
         raise ImageError(f"{label} cannot be read ({error}); pass a readable binary file") from None
     if isinstance(data, str):
         raise ImageError(f"{label} is open in text mode; open it with open(path, 'rb')")
@@ -192,6 +197,11 @@ def _load_pil_image(image: Image.Image, limits: ImageLimits) -> Image.Image:
         _decode(image, label)
         result = _finish(image, metadata, label)
     result.info["inspector_warnings"] = _warning_texts(caught)
+    if image.format is None:
+        # An in-memory image that carries our keys (a load_image result, or the
+        # output of evidence.degrade with its JPEG tables) keeps them: its file's
+        # facts are in them, and load_image stays idempotent.
+        result.info.update({key: value for key, value in image.info.items() if key.startswith("inspector_")})
     return result
 
 
@@ -200,7 +210,7 @@ def _load_array(array: Any, limits: ImageLimits) -> Image.Image:
     label = "the array"
     try:
         array = np.asarray(array)
-    except Exception as error:  # e.g. a CUDA tensor
+    except Exception as error:  # noqa: BLE001 - e.g. a CUDA tensor; the input is bad
         raise ImageError(f"cannot turn {type(array).__name__} into a numpy array ({error}); pass a CPU array") from None
     height, width = _check_array_shape(array, label)
     _check_declared_size((width, height), label, limits)
@@ -261,7 +271,7 @@ def _open_header(data: bytes, label: str, limits: ImageLimits) -> Image.Image:
         ) from None
     except UnidentifiedImageError:
         raise ImageError(describe_unreadable(data, label)) from None
-    except Exception as error:  # a plugin that accepted the magic bytes, then choked
+    except Exception as error:  # noqa: BLE001 - a plugin took the magic bytes, then choked
         kind = sniff_content(data)[0] or "an image"
         raise ImageError(
             f"{label} starts like {kind} but its header is damaged ({error}); re-export or re-download it"
@@ -297,14 +307,16 @@ def _decode(image: Image.Image, label: str) -> None:
         image.load()
     except MemoryError:
         raise ImageError(f"{label} is too large to decode in the memory available; downscale it first") from None
-    except Exception as error:  # OSError, SyntaxError, ValueError, struct.error, EOFError, ...
+    except Exception as error:  # noqa: BLE001 - OSError, SyntaxError, struct.error, EOFError...
         detail = str(error) or type(error).__name__
         if isinstance(error, EOFError) or "truncated" in detail or "unpack requires" in detail:
             raise ImageError(
                 f"{label} is truncated: the file ends before the image data does ({detail}); "
                 "re-download or re-export it"
             ) from None
-        raise ImageError(f"{label} is damaged and cannot be decoded ({detail}); re-export it or try another copy") from None
+        raise ImageError(
+            f"{label} is damaged and cannot be decoded ({detail}); re-export it or try another copy"
+        ) from None
 
 
 def _file_metadata(image: Image.Image, path: Path | None) -> dict[str, Any]:
@@ -326,7 +338,7 @@ def _finish(image: Image.Image, metadata: dict[str, Any], label: str) -> Image.I
     if orientation != 1:
         try:
             upright = ImageOps.exif_transpose(image)
-        except Exception:  # a broken EXIF block: the pixels are still good, keep them as stored
+        except Exception:  # noqa: BLE001 - broken EXIF: the pixels are still good, keep them as stored
             orientation = 1
     rgb = _to_rgb(upright, label)
     if rgb is image:
@@ -340,7 +352,7 @@ def _exif_orientation(image: Image.Image) -> int:
     """EXIF orientation 1-8; 1 when absent or unreadable (corrupt EXIF is common)."""
     try:
         value = image.getexif().get(0x0112, 1)
-    except Exception:
+    except Exception:  # noqa: BLE001 - EXIF parsing fails in every way on damaged files
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -360,8 +372,11 @@ def _to_rgb(image: Image.Image, label: str) -> Image.Image:
         if mode.startswith("I;16") or mode in ("I", "F"):
             return _to_rgb(Image.fromarray(_high_depth_to_uint8(np.asarray(image))), label)
         if mode in _ALPHA_MODES or "transparency" in image.info:
-            return _over_white(image.convert("RGBA"))
+            # Pillow has no La -> RGBA conversion; La -> LA (un-premultiply) first.
+            return _over_white((image.convert("LA") if mode == "La" else image).convert("RGBA"))
         return image if mode == "RGB" else image.convert("RGB")
+    except MemoryError:
+        raise ImageError(f"{label} is too large to convert in the memory available; downscale it first") from None
     except (ValueError, OSError, TypeError) as error:
         raise ImageError(
             f"{label} uses the colour mode {mode}, which cannot be converted to RGB here ({error}); "
@@ -430,7 +445,7 @@ def _array_to_uint8(array: np.ndarray, label: str) -> np.ndarray:
     kind = array.dtype.kind
     if array.dtype == np.uint8:
         return array
-    if array.dtype == np.uint16:
+    if kind == "u" and array.dtype.itemsize == 2:  # any byte order
         return _uint16_to_uint8(array)
     if kind == "b":
         return array.astype(np.uint8) * 255
@@ -491,7 +506,9 @@ _FTYP_IMAGE_BRANDS = {
     b"heic": "a HEIC", b"heix": "a HEIC", b"hevc": "a HEIC", b"heim": "a HEIC", b"heis": "a HEIC",
     b"mif1": "a HEIF", b"msf1": "a HEIF", b"avif": "an AVIF", b"avis": "an AVIF",
 }
-_RIFF_KINDS = {b"WEBP": ("a WebP", "readable"), b"AVI ": ("an AVI video", "other"), b"WAVE": ("a WAV audio file", "other")}
+_RIFF_KINDS = {
+    b"WEBP": ("a WebP", "readable"), b"AVI ": ("an AVI video", "other"), b"WAVE": ("a WAV audio file", "other"),
+}
 
 
 def sniff_content(data: bytes) -> tuple[str | None, str | None]:
@@ -627,9 +644,11 @@ def make_views(
       are placed on the most detailed windows of the image (edges show blur, ringing
       and pixelation), without overlap. With `smooth_crop` and 3+ crops, the last one
       is instead the smoothest well-exposed window, where noise and JPEG blocking show
-      best. When the whole image fits the crop budget, there is one crop: all of it.
-    - Sides under 56 px are padded by mirroring, never upscaled: upscaling is itself
-      blur, and would show the model a degradation the photo does not have.
+      best. When the whole image fits the crop budget, there is one crop: all of it
+      (less the remainder of a side under one patch).
+    - A crop side under 56 px (the image is that small) is padded by mirroring,
+      never upscaled: upscaling is itself blur, and would show the model a
+      degradation the photo does not have.
 
     Every view has sides that are multiples of `patch` (at least 2 patches) and an
     aspect ratio <= 200:1, so the Qwen2-VL processor takes it without resampling as

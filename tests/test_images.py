@@ -248,6 +248,15 @@ def test_caller_pil_image_is_not_modified():
     assert original.getpixel((0, 0)) != (1, 2, 3)
 
 
+def test_load_image_is_idempotent_and_keeps_carried_metadata(odd_files):
+    once = load_image(odd_files["exif_rotated.jpg"])
+    twice = load_image(once)
+    assert twice.info == once.info and np.array_equal(np.asarray(twice), np.asarray(once))
+    degraded = sample_rgb()  # as evidence.degrade returns it: in memory, with the JPEG's tables
+    degraded.info["inspector_quantization"] = {0: [7] * 64}
+    assert load_image(degraded).info["inspector_quantization"] == {0: [7] * 64}
+
+
 def test_text_mode_file_object_is_refused(tmp_path):
     path = tmp_path / "x.jpg"
     path.write_bytes(b"hello")
@@ -290,6 +299,16 @@ def test_uint16_array_is_scaled_not_clipped():
 def test_sixteen_bit_pil_image_is_scaled():
     row = np.asarray(load_image(gray16_image()))[0, :, 0].astype(int)
     assert row[-1] == 255 and abs(row[128] - 128) <= 1
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
+                                  "YCbCr", "HSV", "I", "I;16", "I;16B", "F"])
+def test_every_pillow_mode_becomes_rgb(mode):
+    assert load_image(Image.new(mode, (16, 16))).mode == "RGB"
+
+
+def test_big_endian_uint16_array_is_scaled():
+    assert load_image(np.full((16, 16), 65535, ">u2")).getpixel((0, 0)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize(("array", "words"), [

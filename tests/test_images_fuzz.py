@@ -23,7 +23,7 @@ MAGICS = [b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb", b"\x89PNG\r\n\x1a\n", b"GIF8
           b"II*\x00", b"MM\x00*", b"RIFF\x00\x01\x00\x00WEBPVP8 ", b"RIFF\x00\x01\x00\x00WEBPVP8L"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def valid_files() -> tuple[bytes, ...]:
     """Small valid files of each format, to mutate."""
     photo = sample_rgb(40, 24)

@@ -17,7 +17,7 @@ from inspector.images import load_image, make_views, view_tokens
 PATCH = 28
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_sample(width: int, height: int) -> Image.Image:
     """sample_rgb, made once per size: the 2 MP ones take a fraction of a second."""
     return sample_rgb(width, height)
@@ -126,7 +126,7 @@ def test_views_are_deterministic():
     image = half_flat_half_textured(1000, 700)
     first, second = make_views(image), make_views(image)
     assert [v.info for v in first] == [v.info for v in second]
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, second))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, second, strict=True))
 
 
 def test_other_modes_are_converted():
