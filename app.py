@@ -36,6 +36,24 @@ EXAMPLES_DIR = Path(__file__).parent / "examples"
 QUEUE_SIZE = int(os.environ.get("INSPECTOR_QUEUE_SIZE", "16"))  # waiting visitors beyond this are told to retry
 
 
+class PhotoInput(gr.Image):
+    """The photo upload, handing the uploaded file to our loader undecoded.
+
+    `gr.Image` opens the upload with PIL while preprocessing, so a file that is not an
+    image fails there with a generic error; `inspector.images.load_image` says what is
+    wrong with it instead, and refuses decompression bombs before decoding.
+    """
+
+    is_template = True  # rendered by the frontend as a plain Image
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path is None:
+            raise gr.Error("The upload did not arrive as a file: upload the photo again.")
+        return payload.path
+
+
 def load_inspector() -> tuple[Inspector | None, list[str]]:
     """The resident model, warmed; or None and a notice saying what is missing and how to fix it."""
     config = InspectorConfig.from_env()
@@ -81,14 +99,13 @@ def inspect_image(image_path: str | None) -> tuple[dict, object]:
     return result, render_overlay(picture, evidence)
 
 
-def render_result(result: dict | None) -> tuple[str, str, str]:
-    """Markdown for the base, adapter and evidence columns."""
+def render_result(result: dict | None, overlay) -> tuple[str, str, str, object]:
+    """Markdown for the base, adapter and evidence columns, and the overlay picture."""
     if not result:
-        return "", "", ""
+        return "", "", "", None
     base = Report.from_dict(result["base"]).to_markdown()
-    adapter = Report.from_dict(result["adapter"]).to_markdown() if result.get("adapter") else (
-        "_No adapter loaded._")
-    return base, adapter, render_evidence(result["evidence"])
+    adapter = Report.from_dict(result["adapter"]).to_markdown()
+    return base, adapter, render_evidence(result["evidence"]), overlay
 
 
 def render_evidence(evidence: dict) -> str:
@@ -110,7 +127,7 @@ def build_demo() -> gr.Blocks:
                     "(zero-shot) and our fine-tuned adapter side by side.")
         gr.Markdown(notice_markdown(NOTICES), visible=bool(NOTICES), elem_id="notices")
         with gr.Row():
-            image = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360)
+            image = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360)
             overlay = gr.Image(label="Where it is degraded (measured)", interactive=False, height=360)
         button = gr.Button("Inspect", variant="primary", elem_id="inspect-button")
         with gr.Row(equal_height=True):
@@ -128,8 +145,10 @@ def build_demo() -> gr.Blocks:
         examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*") if path.suffix in (".jpg", ".png"))
         if examples:
             gr.Examples(examples, inputs=image, label="Examples (click one, then Inspect)")
-        button.click(inspect_image, inputs=image, outputs=[result_json, overlay], api_name="inspect").then(
-            render_result, inputs=result_json, outputs=[base_md, adapter_md, evidence_md], api_visibility="private")
+        overlay_state = gr.State()  # state is not part of the API: `/inspect` returns the JSON alone
+        button.click(inspect_image, inputs=image, outputs=[result_json, overlay_state], api_name="inspect").then(
+            render_result, inputs=[result_json, overlay_state], outputs=[base_md, adapter_md, evidence_md, overlay],
+            api_visibility="private")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     return demo
 
