@@ -1,0 +1,525 @@
+"""Publish a trained adapter, and its data set, to the Hub as a tagged version.
+
+    python train/push.py runs/inspector-lora --repo ORG/NAME --tag v1 --dry-run
+    python train/push.py runs/inspector-lora --repo ORG/NAME --tag v1 \\
+        --dataset data/degradations --dataset-repo ORG/DATA
+
+Nothing is uploaded until every check passes:
+- the adapter loads with stock peft onto its base (`--base-model`, default the base that
+  adapter_config.json names) and every tensor of its file lands in the model;
+- the processor files ship with it, and load;
+- the cards' metadata parses back with huggingface_hub's card classes;
+- no checkpoint, optimizer state, pickle, credential, token or local path is in the upload.
+  Local paths in text files (training_config.yaml, results) become their last component,
+  and the dry run lists each change.
+`--dry-run` prints the exact files, sizes and cards, and uploads nothing. A publish is one
+commit (files of the previous version that are not in it are deleted in that commit), then
+a tag on that commit, which the Space and users pin. The token comes from HF_TOKEN or
+`hf auth login`, and is never printed, logged or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python train/push.py` from a checkout
+
+from inspector.hub import (TEXT_SUFFIXES, TOKEN_PATTERN, Unavailable, explain_publish_error,  # noqa: E402
+                           fetch_snapshot, find_leaks, local_path_pattern, require_token, scrub_local_paths)
+
+log = logging.getLogger("push")
+
+REQUIRED_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# What users need to run the adapter besides the base weights: the base's processor and tokenizer.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+                   "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja")
+LEFT_OUT_REASONS = {
+    "checkpoints": "checkpoints and optimizer states stay on this machine",
+    "runs": "training logs; --with-logs publishes them",
+    "README.md": "replaced by the generated model card",
+}
+JUNK = {".DS_Store", "__pycache__", ".ipynb_checkpoints"}
+TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class Refused(Exception):
+    """The publish is refused before anything is uploaded; the message says what to fix."""
+
+
+@dataclass
+class PushArgs:
+    adapter_dir: Path
+    repo: str
+    tag: str = ""  # default: v<UTC date-time>
+    base_model: str | None = None  # folder or repo id to load the base from, for the check
+    base_model_id: str | None = None  # the Hub id the card and the published adapter_config.json name
+    eval_dir: Path | None = None  # default: ADAPTER_DIR/eval when it exists
+    dataset: Path | None = None  # a DatasetDict saved with save_to_disk
+    dataset_repo: str | None = None
+    license: str = "apache-2.0"  # the base model's license
+    dataset_license: str = "other"  # the license of the source photos; say it
+    private: bool = False
+    with_logs: bool = False
+    force: bool = False
+    dry_run: bool = False
+    stage_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.adapter_dir = Path(self.adapter_dir).expanduser()
+        self.tag = self.tag or datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M")
+        if not TAG_PATTERN.fullmatch(self.tag):
+            raise Refused(f"tag {self.tag!r} is not a valid tag name: use letters, digits, '.', '_' and '-' (e.g. v1)")
+        if not self.adapter_dir.is_dir():
+            raise Refused(f"adapter folder {self.adapter_dir} does not exist")
+        if self.dataset and not self.dataset_repo:
+            raise Refused("--dataset needs --dataset-repo ORG/NAME: where to publish it")
+        if self.eval_dir is None and (self.adapter_dir / "eval").is_dir():
+            self.eval_dir = self.adapter_dir / "eval"
+
+
+@dataclass
+class Upload:
+    """One repo's upload as it will be sent: a folder, and what changed or stayed behind on the way."""
+
+    folder: Path
+    changes: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def files(self) -> list[tuple[str, int]]:
+        paths = sorted(p for p in self.folder.rglob("*") if p.is_file())
+        return [(p.relative_to(self.folder).as_posix(), p.stat().st_size) for p in paths]
+
+
+# Upload plan ----------------------------------------------------------------------------
+
+def stage_adapter(args: PushArgs, folder: Path, known_paths: tuple[str, ...]) -> tuple[Upload, dict, str, str]:
+    """Copy what is published into `folder`; return it with the adapter config, base id and base source."""
+    source = args.adapter_dir
+    missing = [name for name in REQUIRED_ADAPTER_FILES if not (source / name).is_file()]
+    if missing:
+        raise Refused(f"{source} lacks {', '.join(missing)}: point to the adapter folder train/finetune.py wrote")
+    folder.mkdir(parents=True)
+    upload = Upload(folder)
+    config = json.loads((source / "adapter_config.json").read_text())
+    declared = str(config.get("base_model_name_or_path") or "")
+    base_id = args.base_model_id or (declared if is_repo_id(declared) else None)
+    if not base_id:
+        raise Refused(f"adapter_config.json names its base by the local path {declared!r}: say which Hub model "
+                      "it is with --base-model-id ORG/NAME (written into the published adapter_config.json)")
+    base_source = args.base_model or (declared if Path(declared).is_dir() else base_id)
+    if declared == base_id:
+        shutil.copyfile(source / "adapter_config.json", folder / "adapter_config.json")
+    else:
+        upload.changes.append(f"adapter_config.json: base_model_name_or_path {declared!r} -> {base_id!r}")
+        config["base_model_name_or_path"] = base_id
+        (folder / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    shutil.copyfile(source / "adapter_model.safetensors", folder / "adapter_model.safetensors")
+    stage_task(source, folder, upload)
+    if (source / "training_config.yaml").is_file():
+        shutil.copyfile(source / "training_config.yaml", folder / "training_config.yaml")
+    if args.eval_dir:
+        copy_tree(Path(args.eval_dir), folder / "eval")
+    else:
+        upload.warnings.append("no evaluation results (ADAPTER_DIR/eval or --eval): the card has no model-index; "
+                               "run train/evaluate.py first")
+    if args.with_logs and (source / "runs").is_dir():
+        copy_tree(source / "runs", folder / "runs")
+    stage_processor(base_source, folder)
+    used = {"adapter_config.json", "adapter_model.safetensors", "inspector_task.json", "training_config.yaml"}
+    used |= {"eval"} if args.eval_dir and Path(args.eval_dir).resolve().parent == source.resolve() else set()
+    used |= {"runs"} if args.with_logs else set()
+    for entry in sorted(source.iterdir()):
+        if entry.name not in used and entry.name not in JUNK:
+            reason = LEFT_OUT_REASONS.get(entry.name, "not part of a published adapter")
+            upload.left_out.append(f"{entry.name}{'/' if entry.is_dir() else ''} ({reason})")
+    scrub_folder(folder, known_paths, upload)
+    return upload, config, base_id, base_source
+
+
+def stage_task(source: Path, folder: Path, upload: Upload) -> None:
+    """inspector_task.json: the adapter's own, or the library's instruction when it has none."""
+    if (source / "inspector_task.json").is_file():
+        shutil.copyfile(source / "inspector_task.json", folder / "inspector_task.json")
+        return
+    from inspector.prompts import DEFAULT_INSTRUCTION
+
+    task = {"task": "degradation", "instruction": DEFAULT_INSTRUCTION, "answer_format": "json-labels"}
+    (folder / "inspector_task.json").write_text(json.dumps(task, indent=2) + "\n")
+    upload.changes.append("inspector_task.json: absent; written with the instruction of inspector.prompts")
+
+
+def stage_processor(base_source: str, folder: Path) -> None:
+    """The base's processor and tokenizer files, unchanged, so the adapter folder is self-contained."""
+    try:
+        base_folder = Path(base_source) if Path(base_source).is_dir() else \
+            fetch_snapshot(base_source, None, list(PROCESSOR_FILES), "base model")
+    except Unavailable as error:
+        raise Refused(f"the processor files of the base cannot be had: {error}") from error
+    found = [name for name in PROCESSOR_FILES if (base_folder / name).is_file()]
+    if not found:
+        raise Refused(f"no processor or tokenizer files in {base_source}: pass the base folder with --base-model")
+    for name in found:
+        shutil.copyfile(base_folder / name, folder / name)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*JUNK), dirs_exist_ok=True)
+
+
+def scrub_folder(folder: Path, known_paths: tuple[str, ...], upload: Upload) -> None:
+    """Local paths in text files become their last component; each change is listed."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # not text after all: find_leaks scans its bytes
+        scrubbed, changes = scrub_local_paths(text, path.suffix, known_paths)
+        if changes:
+            path.write_text(scrubbed, encoding="utf-8")
+            name = path.relative_to(folder).as_posix()
+            upload.changes += [f"{name}: {old} -> {new}" for old, new in changes]
+
+
+def is_repo_id(text: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if "/" not in text or text.startswith(("/", ".", "~")) or Path(text).is_dir():
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+# Checks -------------------------------------------------------------------------------
+
+def check_adapter_loads(adapter_folder: Path, base: str) -> list[str]:
+    """Load the adapter with stock peft onto its base, as a user would; every tensor must land."""
+    import torch
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    problems = []
+    try:
+        AutoProcessor.from_pretrained(str(adapter_folder))
+    except (OSError, ValueError, KeyError) as error:
+        problems.append(f"the processor does not load from the upload: {error}")
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
+    except (OSError, ValueError) as error:
+        return problems + [(f"the base model {base} cannot be loaded to check the adapter: {first_lines(error)}; "
+                            "pass --base-model FOLDER_OR_ID")]
+    try:
+        with warnings.catch_warnings():  # peft warns of missing keys; all keys are compared below
+            warnings.simplefilter("ignore")
+            model = PeftModel.from_pretrained(model, str(adapter_folder), adapter_name="check")
+    except Exception as error:  # noqa: BLE001 - peft raises RuntimeError, ValueError, its own errors
+        return problems + [f"the adapter does not fit the base model {base}: {first_lines(error)}"]
+    # save_embedding_layers=False: "auto" looks the base up on the Hub, a network call in a dry run
+    loaded = get_peft_model_state_dict(model, adapter_name="check", save_embedding_layers=False)
+    saved = load_file(adapter_folder / "adapter_model.safetensors")
+    unused, missing = sorted(set(saved) - set(loaded)), sorted(set(loaded) - set(saved))
+    if unused:
+        problems.append(f"the adapter does not fit the base model {base}: {len(unused)} of its tensors match no "
+                        f"module of the base or of target_modules (e.g. {unused[0]})")
+    if missing:
+        problems.append(f"the adapter does not fit the base model {base}: {len(missing)} LoRA weights of the "
+                        f"model are not in the file (e.g. {missing[0]})")
+    if not unused and not missing and not all(torch.equal(saved[k].to(loaded[k].dtype), loaded[k]) for k in saved):
+        problems.append(f"the adapter's weights changed when loaded onto {base}")
+    return problems
+
+
+def first_lines(error: Exception, count: int = 2) -> str:
+    return " ".join(str(error).strip().splitlines()[:count])
+
+
+def read_results(upload: Upload, adapter_dir: Path) -> tuple[dict | None, list[str]]:
+    """eval/results.json of train/evaluate.py (already scrubbed), checked for the card's figures."""
+    path = upload.folder / "eval" / "results.json"
+    if not path.is_file():
+        if (upload.folder / "eval").is_dir():
+            return None, ["the evaluation folder has no results.json: run train/evaluate.py"]
+        return None, []
+    try:
+        results = json.loads(path.read_text())
+        adapter = results["models"]["adapter"]
+        missing = [key for key in ("macro_f1", "exact_set_accuracy", "severity_accuracy") if key not in adapter]
+    except (ValueError, KeyError, TypeError) as error:
+        return None, [f"eval/results.json is not train/evaluate.py's output ({error!r}): re-run it"]
+    if missing:
+        return None, [f"eval/results.json lacks models.adapter.{', '.join(missing)}: re-run train/evaluate.py"]
+    evaluated = str(results.get("adapter") or "")
+    if evaluated and Path(evaluated).name != adapter_dir.resolve().name and not is_repo_id(evaluated):
+        upload.warnings.append(f"eval/results.json was made for the adapter {evaluated!r}, not {adapter_dir.name!r}")
+    return results, []
+
+
+def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...]):
+    """The data set to push, its card staged in `folder`, and the problems found in it."""
+    from datasets import DatasetDict, Value, load_from_disk
+
+    from inspector.cards import DatasetCardFacts, build_dataset_card, check_dataset_card
+
+    try:
+        dataset = load_from_disk(str(args.dataset))
+    except (FileNotFoundError, ValueError) as error:
+        raise Refused(f"{args.dataset} is not a data set saved with save_to_disk: {error}") from error
+    if not isinstance(dataset, DatasetDict):
+        raise Refused(f"{args.dataset} holds one split: save a DatasetDict (train/validation/test), "
+                      "as train/build_dataset.py does")
+    problems = []
+    columns = dataset[next(iter(dataset))].features
+    problems += [f"the data set has no {name!r} column" for name in ("image", "answer") if name not in columns]
+    local_path = local_path_pattern(known_paths)
+    for split, rows in dataset.items():
+        flat = rows.flatten()
+        for name, feature in flat.features.items():
+            if isinstance(feature, Value) and feature.dtype in ("string", "large_string"):
+                values = [v for v in flat.data.column(name).to_pylist() if v]
+                if any(TOKEN_PATTERN.search(v.encode()) for v in values):
+                    problems.append(f"data set split {split}, column {name}: contains an access token")
+                leaked = next((m.group(0) for v in values if (m := local_path.search(v))), None)
+                if leaked:
+                    problems.append(f"data set split {split}, column {name}: holds local paths such as {leaked}; "
+                                    "store names relative to the source folder (train/build_dataset.py)")
+    facts = DatasetCardFacts(
+        repo_id=args.dataset_repo, tag=args.tag, license=args.dataset_license,
+        splits={split: rows.num_rows for split, rows in dataset.items()},
+        columns={name: getattr(feature, "dtype", type(feature).__name__) for name, feature in columns.items()},
+    )
+    card = build_dataset_card(facts)
+    problems += [f"data set card: {problem}" for problem in check_dataset_card(card)]
+    folder.mkdir(parents=True, exist_ok=True)
+    card.save(folder / "README.md")
+    upload = Upload(folder)
+    if args.dataset_license == "other":
+        upload.warnings.append("--dataset-license not given: the card says 'other'; name the source photos' license")
+    return dataset, upload, problems
+
+
+# Report -------------------------------------------------------------------------------
+
+def describe(title: str, upload: Upload) -> str:
+    files = upload.files()
+    lines = [title] + [f"  {size:>12,}  {name}" for name, size in files]
+    lines.append(f"  {sum(size for _, size in files):>12,}  bytes in {len(files)} files")
+    for heading, items in (("Changed on the way", upload.changes), ("Left out", upload.left_out),
+                           ("Warning", upload.warnings)):
+        lines += [f"{heading}:"] + [f"  {item}" for item in items] if items else []
+    return "\n".join(lines)
+
+
+# Publish ------------------------------------------------------------------------------
+
+def existing_tags(api, repo_id: str, repo_type: str, token: str) -> set[str]:
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type=repo_type, token=token)
+    except RepositoryNotFoundError:
+        return set()  # a new repo
+    return {ref.name for ref in refs.tags}
+
+
+def publish_adapter(api, args: PushArgs, upload: Upload, token: str, retag: bool) -> str:
+    """One commit with exactly the staged files (stale ones deleted), then the tag on it."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    api.create_repo(args.repo, repo_type="model", private=args.private or None, exist_ok=True, token=token)
+    names = [name for name, _ in upload.files()]
+    remote = api.list_repo_files(args.repo, repo_type="model", token=token)
+    stale = sorted(set(remote) - set(names) - {".gitattributes"})
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(upload.folder / name)) for name in names]
+    operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
+    commit = api.create_commit(args.repo, operations, commit_message=f"Publish {args.tag}", repo_type="model",
+                               commit_description="Published with train/push.py of Degradation Inspector.",
+                               token=token)
+    log.info("committed %d files (%d stale deleted) to %s: %s", len(names), len(stale), args.repo, commit.oid)
+    tag_commit(api, args.repo, "model", args.tag, commit.oid, retag, token)
+    return commit.oid
+
+
+def publish_dataset(api, args: PushArgs, dataset, upload: Upload, token: str, retag: bool) -> str:
+    """The card first (push_to_hub keeps its text and adds dataset_info and configs), the data, the tag."""
+    from huggingface_hub import CommitOperationAdd
+
+    api.create_repo(args.dataset_repo, repo_type="dataset", private=args.private or None, exist_ok=True, token=token)
+    api.create_commit(args.dataset_repo, [CommitOperationAdd("README.md", str(upload.folder / "README.md"))],
+                      commit_message=f"Card for {args.tag}", repo_type="dataset", token=token)
+    commit = dataset.push_to_hub(args.dataset_repo, private=args.private or None, token=token,
+                                 commit_message=f"Publish {args.tag}")
+    tag_commit(api, args.dataset_repo, "dataset", args.tag, commit.oid, retag, token)
+    return commit.oid
+
+
+def tag_commit(api, repo_id: str, repo_type: str, tag: str, oid: str, retag: bool, token: str) -> None:
+    if retag:  # --force: the tag moves to this commit
+        api.delete_tag(repo_id, tag=tag, repo_type=repo_type, token=token)
+    api.create_tag(repo_id, tag=tag, revision=oid, tag_message=f"Published with train/push.py: {tag}",
+                   repo_type=repo_type, token=token)
+
+
+def publish(args: PushArgs, upload: Upload, dataset, dataset_upload: Upload | None, token: str) -> int:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    targets = [(args.repo, "model")] + ([(args.dataset_repo, "dataset")] if dataset is not None else [])
+    done: list[str] = []
+    repo_id, repo_type = targets[0]
+    try:
+        retag = {}
+        for repo_id, repo_type in targets:
+            retag[repo_id] = args.tag in existing_tags(api, repo_id, repo_type, token)
+            if retag[repo_id] and not args.force:
+                print(f"error: {repo_type} repo {repo_id} already has the tag {args.tag}: choose another --tag, "
+                      "or move it with --force", file=sys.stderr)
+                return 2
+        if dataset is not None:
+            repo_id, repo_type = args.dataset_repo, "dataset"
+            publish_dataset(api, args, dataset, dataset_upload, token, retag[repo_id])
+            done.append(f"data set {repo_id} at tag {args.tag}")
+        repo_id, repo_type = args.repo, "model"
+        oid = publish_adapter(api, args, upload, token, retag[repo_id])
+    except Exception as error:  # noqa: BLE001 - every Hub failure becomes a message for the user
+        log.debug("publish failed", exc_info=True)
+        print(f"error: {explain_publish_error(error, repo_id, repo_type)}", file=sys.stderr)
+        state = f"already published: {', '.join(done)}; " if done else ""
+        print(f"{state}a commit either lands whole or not at all, and the tag {args.tag} is set only after it: "
+              "run the same command again (with --force if a tag now exists)", file=sys.stderr)
+        return 1
+    done.append(f"adapter {args.repo} at tag {args.tag} (commit {oid[:12]})")
+    print("Published: " + "; ".join(done))
+    print(f"Fetch it: hf download {args.repo} --revision {args.tag}")
+    return 0
+
+
+# Main ---------------------------------------------------------------------------------
+
+def main(args: PushArgs) -> int:
+    from huggingface_hub import get_token
+
+    # A dry run needs no token; with one at hand it still checks that the token is in no file.
+    token = get_token() if args.dry_run else require_token()
+    with tempfile.TemporaryDirectory(prefix="push-") as temporary:
+        stage = Path(args.stage_dir or temporary)
+        if args.stage_dir and stage.exists() and any(stage.iterdir()):
+            raise Refused(f"--stage-dir {stage} is not empty: give a new folder")
+        known = known_local_paths(args)
+        upload, config, base_id, base_source = stage_adapter(args, stage / "adapter", known)
+        results, problems = read_results(upload, args.adapter_dir)
+        dataset, dataset_upload = None, None
+        if args.dataset:
+            dataset, dataset_upload, dataset_problems = plan_dataset(args, stage / "dataset", known)
+            problems += dataset_problems
+        card = build_card(args, upload, config, base_id, results)
+        card.save(upload.folder / "README.md")
+        from inspector.cards import check_model_card
+
+        problems += [f"model card: {problem}" for problem in check_model_card(card)]
+        for checked in (upload, dataset_upload):
+            if checked:
+                problems += find_leaks(checked.folder, known, token)
+        log.info("loading the adapter onto %s with peft", base_source)
+        problems += check_adapter_loads(upload.folder, base_source)
+        print(describe(f"Model repo {args.repo}, tag {args.tag}{' (private)' if args.private else ''}, "
+                       "one commit:", upload))
+        if dataset is not None:
+            rows = ", ".join(f"{split} {split_rows.num_rows:,}" for split, split_rows in dataset.items())
+            print(describe(f"Data set repo {args.dataset_repo}, tag {args.tag}: the card, then "
+                           f"datasets.push_to_hub (Parquet shards of {rows} rows):", dataset_upload))
+        if problems:
+            print("Refused, nothing was uploaded:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+            return 2
+        print(f"Checks passed: the adapter loads with peft onto {base_source}; the card metadata parses; "
+              "no checkpoint, pickle, credential, token or local path in the upload.")
+        if args.dry_run:
+            print(f"\n----- README.md of {args.repo} -----\n{card}")
+            if dataset_upload:
+                print(f"\n----- README.md of {args.dataset_repo} -----\n"
+                      f"{(dataset_upload.folder / 'README.md').read_text()}")
+            print("Dry run: nothing was uploaded.")
+            return 0
+        return publish(args, upload, dataset, dataset_upload, token)
+
+
+def build_card(args: PushArgs, upload: Upload, config: dict, base_id: str, results: dict | None):
+    from importlib.metadata import version
+
+    from inspector.cards import AdapterCard, build_model_card
+
+    return build_model_card(AdapterCard(
+        repo_id=args.repo, tag=args.tag, base_model=base_id, license=args.license, dataset_repo=args.dataset_repo,
+        dataset_revision=args.tag if args.dataset else None, lora=config, results=results,
+        files=upload.files(), processor_files=PROCESSOR_FILES,
+        versions={lib: version(lib) for lib in ("transformers", "peft")},
+    ))
+
+
+def known_local_paths(args: PushArgs) -> tuple[str, ...]:
+    """This run's input folders and home, literally: paths under them are local whatever their root."""
+    paths = [args.adapter_dir, args.eval_dir, args.dataset, args.base_model, Path.home()]
+    found = set()
+    for path in paths:
+        if path and Path(path).expanduser().exists():
+            found |= {str(Path(path).expanduser().absolute()), str(Path(path).expanduser().resolve())}
+    return tuple(sorted(found))
+
+
+def parse_args(argv: list[str] | None = None) -> PushArgs:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("adapter_dir", type=Path, help="the adapter folder train/finetune.py wrote")
+    parser.add_argument("--repo", required=True, help="model repo to publish to, ORG/NAME")
+    parser.add_argument("--tag", "--revision", dest="tag", default="",
+                        help="the version's tag, pinned by the Space and users (default: v<UTC date-time>)")
+    parser.add_argument("--base-model", help="folder or repo id to load the base from for the check "
+                                             "(default: the base adapter_config.json names)")
+    parser.add_argument("--base-model-id", help="the base's Hub id, for the card and the published "
+                                                "adapter_config.json (needed when the adapter names a local folder)")
+    parser.add_argument("--eval", dest="eval_dir", type=Path,
+                        help="train/evaluate.py output folder (default: ADAPTER_DIR/eval)")
+    parser.add_argument("--dataset", type=Path, help="data set folder (DatasetDict.save_to_disk) to publish too")
+    parser.add_argument("--dataset-repo", help="data set repo, ORG/NAME: published to with --dataset, "
+                                               "named in the model card either way")
+    parser.add_argument("--license", default="apache-2.0", help="the adapter's license, a Hub license id")
+    parser.add_argument("--dataset-license", default="other", help="the data set's license, a Hub license id")
+    parser.add_argument("--private", action="store_true", help="create new repos private")
+    parser.add_argument("--with-logs", action="store_true", help="also publish runs/ (TensorBoard logs)")
+    parser.add_argument("--force", action="store_true", help="move the tag if it exists already")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be uploaded; upload nothing")
+    parser.add_argument("--stage-dir", type=Path, help="build the upload in this folder and keep it "
+                                                        "(default: a temporary folder)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    namespace = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO if namespace.pop("verbose") else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    return PushArgs(**namespace)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse, publish, and turn a refusal into a message and exit code 2."""
+    try:
+        return main(parse_args(argv))
+    except (Refused, Unavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(run())
