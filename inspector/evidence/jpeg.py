@@ -39,7 +39,7 @@ STANDARD_LUMA = np.array([
 # non-zero often enough to show their quantizer, even at low quality.
 PROBE_POSITIONS = np.array([1, 8, 9, 2, 16, 10, 17, 3, 24, 11, 18, 25, 4, 32, 12, 19])
 # Above this many blocks, a regular subset is enough and keeps the cost flat.
-MAX_BLOCKS = 6000
+MAX_BLOCKS = 3000
 
 
 @dataclass(frozen=True)
@@ -98,15 +98,21 @@ DCT8 = np.array([[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * n
 
 
 def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarray:
-    """Orthonormal 8x8 DCT (the JPEG FDCT) of grid-aligned blocks, shape (n, 64)."""
+    """Orthonormal 8x8 DCT (the JPEG FDCT) of grid-aligned blocks, shape (n, 64).
+
+    A regular subset of at most `max_blocks` blocks is used; blocks with clipped pixels
+    are left out (the decoder clipped them, which breaks the quantizer comb).
+    """
     rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
-    blocks = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
-    # Blocks with clipped pixels break the quantizer comb (the decoder clipped them).
+    count = rows * cols
+    chosen = np.linspace(0, count - 1, min(count, max_blocks)).astype(np.int64)
+    block_rows, block_cols = chosen // cols, chosen % cols
+    offsets = np.arange(8)
+    blocks = luma[(block_rows * 8)[:, None, None] + offsets[None, :, None],
+                  (block_cols * 8)[:, None, None] + offsets[None, None, :]]
     keep = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
-    blocks = blocks[keep]
-    if len(blocks) > max_blocks:
-        blocks = blocks[np.linspace(0, len(blocks) - 1, max_blocks).astype(int)]
-    coefficients = np.einsum("ux,nxy,vy->nuv", DCT8, blocks.astype(np.float64) - 128.0, DCT8, optimize=True)
+    blocks = blocks[keep].astype(np.float64) - 128.0
+    coefficients = DCT8 @ blocks @ DCT8.T
     return coefficients.reshape(len(blocks), 64)
 
 
@@ -119,19 +125,19 @@ def comb_step(values: np.ndarray) -> tuple[int, float]:
     every step) decides. At least 24 such values and a strength above 0.6 are needed,
     so the smooth histogram of an image never compressed does not make a comb.
     """
-    magnitudes = np.rint(np.abs(values)).astype(np.int64)
-    magnitudes = magnitudes[magnitudes >= 2]
-    if magnitudes.size < 24:
+    magnitudes = np.abs(values)
+    rounded = np.rint(magnitudes[magnitudes >= 1.5]).astype(np.int64)
+    if rounded.size < 24:
         return 1, 0.0
-    proposal = int(np.argmax(np.bincount(magnitudes)))
+    proposal = int(np.argmax(np.bincount(rounded)))
     best_step, best_strength = 1, 0.0
     for step in (proposal - 1, proposal, proposal + 1):
         if step < 2:
             continue
-        votes = values[np.abs(values) >= 0.5 * step]
+        votes = values[magnitudes >= 0.5 * step]
         if votes.size < 24:
             continue
-        strength = float(np.cos(2.0 * np.pi * votes / step).mean())
+        strength = float(np.cos(votes * (2.0 * np.pi / step)).mean())
         if strength > max(best_strength, 0.6):
             best_step, best_strength = step, strength
     return best_step, best_strength
@@ -145,12 +151,17 @@ def quality_from_pixels(luma: np.ndarray) -> JpegEstimate:
     if len(coefficients) < 16:
         return JpegEstimate(100.0, 0.2, "none")
     steps, positions, weights = [], [], []
-    for position in PROBE_POSITIONS:
-        step, strength = comb_step(coefficients[:, position])
+    probes = np.ascontiguousarray(coefficients[:, PROBE_POSITIONS].T)
+    for index, (position, values) in enumerate(zip(PROBE_POSITIONS, probes)):
+        step, strength = comb_step(values)
         if step >= 3:
             steps.append(step)
             positions.append(position)
             weights.append(strength)
+        elif index == 3 and not steps:
+            # The lowest frequencies carry a comb in any JPEG below about quality 90:
+            # none in the first four means no JPEG evidence (and saves the rest).
+            break
     if len(steps) < 3:
         return JpegEstimate(100.0, 0.8 if len(coefficients) > 200 else 0.5, "none")
     steps, positions = np.array(steps), np.array(positions)

@@ -37,11 +37,17 @@ from scipy.special import erfinv
 LUMA_NOISE_GAIN = float(np.sqrt(0.299**2 + 0.587**2 + 0.114**2))
 CELL = 32
 # Mask-to-difference energy ratio removed as texture (lowest seen on calibration textures).
-TEXTURE_RATIO = 0.15
-# Quantile of the cells taken as the image's noise.
+TEXTURE_RATIO = 0.4
+# Quantile of the (texture-corrected) cells taken as the image's noise.
 CELL_QUANTILE = 20.0
+# Cells whose first-difference/mask ratio is under WHITE_RATIO hold white residual
+# (noise: 1.0); with at least WHITE_SHARE of the cells white and in the quieter half,
+# their WHITE_QUANTILE is the noise.
+WHITE_RATIO = 1.2
+WHITE_SHARE = 0.05
+WHITE_QUANTILE = 30.0
 # Below this JPEG quality the DCT reading of the noise replaces the pixel reading.
-JPEG_NOISE_QUALITY = 80.0
+JPEG_NOISE_QUALITY = 96.0
 
 
 @dataclass(frozen=True)
@@ -52,21 +58,68 @@ class NoiseEstimate:
     method: str
 
 
-def cell_means(values: np.ndarray, cell: int) -> np.ndarray:
-    rows, cols = values.shape[0] // cell, values.shape[1] // cell
-    return values[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell).mean(axis=(1, 3))
+# Pixels read at most (in cells of CELL px, a regular subset beyond): noise covers the
+# frame, so a subset measures it as well and keeps large images cheap.
+MAX_CELL_PIXELS = 400_000
+
+
+def chosen_cells(shape: tuple[int, int], cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the cells to read: all of them, or a regular checkered subset."""
+    grid_rows, grid_cols = shape[0] // cell, shape[1] // cell
+    rows, cols = np.divmod(np.arange(grid_rows * grid_cols), max(grid_cols, 1))
+    stride = int(np.ceil(grid_rows * grid_cols * cell * cell / MAX_CELL_PIXELS))
+    if stride > 1:
+        keep = (rows + cols) % stride == 0
+        rows, cols = rows[keep], cols[keep]
+    return rows, cols
 
 
 def noise_cells(luma: np.ndarray, cell: int = CELL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-cell mask sigma, first-difference sigma (both as for white noise) and mean level."""
-    rows = luma[:-2] + luma[2:] - 2.0 * luma[1:-1]
-    mask = np.abs(rows[:, :-2] + rows[:, 2:] - 2.0 * rows[:, 1:-1])
-    inner = luma[1:-1, 1:-1]
-    diff = np.abs(inner - luma[1:-1, 2:]) + np.abs(inner - luma[2:, 1:-1])
-    s_h = cell_means(mask, cell) * np.float32(np.sqrt(np.pi / 2) / 6)
-    s_g = cell_means(diff, cell) * np.float32(np.sqrt(np.pi) / 4)
-    level = cell_means(inner, cell)
-    return s_h, s_g, level
+    """Per-cell mask sigma, first-difference sigma (both as for white noise) and mean level.
+
+    Cells not read (large images) are NaN.
+    """
+    grid = (luma.shape[0] // cell, luma.shape[1] // cell)
+    out = [np.full(grid, np.nan, dtype=np.float32) for _ in range(3)]
+    rows, cols = chosen_cells(luma.shape, cell)
+    if rows.size == 0:
+        return out[0], out[1], out[2]
+    offsets = np.arange(cell)
+    blocks = luma[(rows * cell)[:, None, None] + offsets[None, :, None], (cols * cell)[:, None, None] + offsets[None, None, :]]
+    vertical = blocks[:, :-2] + blocks[:, 2:] - 2.0 * blocks[:, 1:-1]
+    mask = np.abs(vertical[:, :, :-2] + vertical[:, :, 2:] - 2.0 * vertical[:, :, 1:-1])
+    diff = np.abs(blocks[:, :-1, :-1] - blocks[:, :-1, 1:]) + np.abs(blocks[:, :-1, :-1] - blocks[:, 1:, :-1])
+    out[0][rows, cols] = mask.mean(axis=(1, 2)) * np.float32(np.sqrt(np.pi / 2) / 6)
+    out[1][rows, cols] = diff.mean(axis=(1, 2)) * np.float32(np.sqrt(np.pi) / 4)
+    out[2][rows, cols] = blocks.mean(axis=(1, 2))
+    return out[0], out[1], out[2]
+
+
+def mid_grey_sigma(values: np.ndarray, levels: np.ndarray, quantile: float = CELL_QUANTILE) -> float:
+    """The cells' low quantile, stated at mid-grey for signal-dependent noise.
+
+    Sensor noise grows with the signal (var = a + b * level). Cells are binned by level,
+    each bin gives its CELL_QUANTILE variance, and a line through them (b >= 0) is read
+    at level 128; with one bin, or levels too close together, the plain quantile.
+    """
+    overall = float(np.percentile(values, quantile))
+    if values.size < 12 or np.ptp(levels) < 60:
+        return overall
+    edges = np.percentile(levels, np.linspace(0, 100, 6))
+    centres, variances, counts = [], [], []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (levels >= low) & (levels <= high)
+        if inside.sum() >= 4:
+            centres.append(levels[inside].mean())
+            variances.append(np.percentile(values[inside], quantile) ** 2)
+            counts.append(inside.sum())
+    if len(centres) < 2:
+        return overall
+    slope, intercept = np.polyfit(centres, variances, 1, w=np.sqrt(counts))
+    if slope <= 0:
+        return overall
+    at_mid_grey = intercept + slope * 128.0
+    return float(np.sqrt(np.clip(at_mid_grey, min(variances), max(variances))))
 
 
 def texture_corrected(s_h: np.ndarray, s_g: np.ndarray, ratio: float = TEXTURE_RATIO) -> np.ndarray:
@@ -76,12 +129,22 @@ def texture_corrected(s_h: np.ndarray, s_g: np.ndarray, ratio: float = TEXTURE_R
 
 def estimate_noise(luma: np.ndarray, jpeg_quality: float = 100.0, jpeg_table: np.ndarray | None = None) -> NoiseEstimate:
     s_h, s_g, level = noise_cells(luma)
-    usable = (level > 12) & (level < 243)
+    usable = np.isfinite(level) & (level > 12) & (level < 243)
     cell_sigma = np.where(usable, texture_corrected(s_h, s_g), np.nan) / LUMA_NOISE_GAIN
     values = cell_sigma[usable]
     if values.size == 0:
         return NoiseEstimate(0.0, 0.2, cell_sigma, "none")
-    sigma = float(np.percentile(values, CELL_QUANTILE))
+    mask_sigma = s_h[usable]
+    with np.errstate(all="ignore"):
+        white = (s_g[usable] / np.maximum(mask_sigma, 1e-6)) < WHITE_RATIO
+    # Fine texture can be white too, but it is not the quietest half of the frame.
+    white &= mask_sigma <= np.median(mask_sigma)
+    if white.sum() >= max(4, WHITE_SHARE * values.size):
+        # Enough quiet cells whose residual is white: noise, read as it is.
+        sigma = mid_grey_sigma(mask_sigma[white] / LUMA_NOISE_GAIN, level[usable][white], WHITE_QUANTILE)
+    else:
+        # Texture everywhere: the texture-corrected cells, their low quantile.
+        sigma = mid_grey_sigma(values, level[usable])
     # Few cells, or cells that disagree, make a weak reading.
     spread = float(np.percentile(values, 50) / max(sigma, 0.5))
     confidence = float(np.clip(min(1.0, values.size / 40) * (1.2 - 0.15 * spread), 0.3, 0.95))
@@ -97,6 +160,8 @@ def estimate_noise(luma: np.ndarray, jpeg_quality: float = 100.0, jpeg_table: np
 # are independent of them under noise, so the choice does not bias the reading.
 FLATNESS_POSITIONS = (1, 8, 9, 2, 16)
 FLAT_BLOCK_SHARE = 0.15
+# Fewer informative frequencies than this: the reading is texture as likely as noise.
+MIN_INFORMATIVE = 6
 
 
 def noise_from_dct(luma: np.ndarray, table: np.ndarray) -> float | None:
@@ -105,7 +170,8 @@ def noise_from_dct(luma: np.ndarray, table: np.ndarray) -> float | None:
     Under Gaussian noise of luminance sigma s, a coefficient quantized with step Q is
     zero with probability erf(Q / (2*sqrt(2)*s)); each frequency whose zero share is
     informative (3-97 %) gives one reading, and their median is the estimate. None when
-    fewer than three frequencies are informative (the noise is far below the steps).
+    fewer than MIN_INFORMATIVE frequencies are informative (the noise is far below the
+    steps, and a few textured blocks would be read as noise).
     """
     from inspector.evidence.jpeg import block_dct
 
@@ -124,6 +190,6 @@ def noise_from_dct(luma: np.ndarray, table: np.ndarray) -> float | None:
         zero_share = float(np.mean(np.abs(flat[:, position]) < 0.5 * step))
         if 0.03 < zero_share < 0.97:
             estimates.append(step / (2.0 * np.sqrt(2.0) * erfinv(zero_share)))
-    if len(estimates) < 3:
+    if len(estimates) < MIN_INFORMATIVE:
         return None
     return float(np.median(estimates)) / LUMA_NOISE_GAIN

@@ -45,9 +45,9 @@ INTERPOLATIONS: dict[str, int] = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
-# Acutance equivalence (see the module docstring): extents with the edge slope of a Gaussian sigma.
-DEFOCUS_RADIUS_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.pi) / math.pi
-MOTION_LENGTH_PER_SIGMA = math.sqrt(2.0 * math.pi)
+# Like extent (see the module docstring): kernels with the standard deviation of a Gaussian sigma.
+DEFOCUS_RADIUS_PER_SIGMA = 2.0
+MOTION_LENGTH_PER_SIGMA = math.sqrt(12.0)
 # Share of the noise variance at mid-grey that does not depend on the signal (read noise).
 POISSON_READ_SHARE = 0.25
 # Pairs where one degradation hides the other; random specs never combine them.
@@ -217,9 +217,9 @@ def sample_spec(rng: np.random.Generator, types: list[str] | None = None,
     Parameters are drawn log-uniformly inside the band of the word, `BAND_MARGIN` clear
     of its borders, so labels are unambiguous. Some `none` labels still get a
     sub-threshold amount (`NONE_RANGES`: a JPEG at quality 65-95 is not an artifact).
-    Where a random draw puts noise under a JPEG that would quantize it away, the noise
-    is redrawn stronger or the quality higher inside their bands (`_keep_noise_visible`);
-    explicit `severities` are honoured as given.
+    Where a random draw puts noise under a JPEG that would quantize it away
+    (`noise_survives_jpeg`), the quality is redrawn higher inside its band, or the JPEG
+    is dropped (`_keep_noise_visible`); explicit `severities` are honoured as given.
     """
     if severities is not None:
         labels = {kind: "none" for kind in DEGRADATION_TYPES}
@@ -239,7 +239,8 @@ def sample_spec(rng: np.random.Generator, types: list[str] | None = None,
         if word == "none":
             if rng.random() < NONE_APPLY_PROBABILITY[kind]:
                 low, high = NONE_RANGES[kind]
-                spec[kind] = _params(kind, float(rng.uniform(low, high)), rng)
+                value = float(rng.uniform(low, high))
+                spec[kind] = _params(kind, round(value) if kind == "jpeg_artifacts" else round(value, 3), rng)
             continue
         spec[kind] = _params(kind, _draw_in_band(kind, word, rng), rng)
     if not explicit:
@@ -294,27 +295,23 @@ def noise_survives_jpeg(sigma: float, quality: float) -> bool:
 
 
 def _keep_noise_visible(spec: dict, labels: dict[str, str], rng: np.random.Generator) -> None:
+    """Redraw a JPEG that would quantize the noise away, inside its band; else drop it."""
     if labels["noise"] == "none" or "jpeg_artifacts" not in spec:
         return
-    for _ in range(50):
-        if noise_survives_jpeg(spec["noise"]["sigma"], spec["jpeg_artifacts"]["quality"]):
-            return
-        if labels["jpeg_artifacts"] == "none" or rng.random() < 0.5:
-            # Redraw the JPEG (or its sub-threshold amount) with a higher quality in its band.
-            low, _ = parameter_range("jpeg_artifacts", labels["jpeg_artifacts"])
-            low = max(low, spec["jpeg_artifacts"]["quality"])
-            spec["jpeg_artifacts"]["quality"] = int(round(rng.uniform(low, _upper_quality(labels["jpeg_artifacts"]))))
-        else:
-            spec["noise"]["sigma"] = _draw_in_band("noise", labels["noise"], rng)
-            if labels["noise"] != "severe" and rng.random() < 0.3:
-                labels["noise"] = SEVERITIES[SEVERITIES.index(labels["noise"]) + 1]
-                spec["noise"]["sigma"] = _draw_in_band("noise", labels["noise"], rng)
-    # Nothing visible could be drawn: keep the labels honest by dropping the JPEG's artifacts.
-    spec.pop("jpeg_artifacts", None)
-    labels["jpeg_artifacts"] = "none"
-
-
-def _upper_quality(word: str) -> float:
-    low, high = parameter_range("jpeg_artifacts", word)
-    margin = BAND_MARGIN * (high - low)
-    return high - margin if word != "none" else NONE_RANGES["jpeg_artifacts"][1]
+    sigma = spec["noise"]["sigma"]
+    if noise_survives_jpeg(sigma, spec["jpeg_artifacts"]["quality"]):
+        return
+    visible = [q for q in range(1, 101) if noise_survives_jpeg(sigma, q)]
+    low, high = parameter_range("jpeg_artifacts", labels["jpeg_artifacts"])
+    if labels["jpeg_artifacts"] == "none":
+        low, high = NONE_RANGES["jpeg_artifacts"]
+    else:
+        margin = BAND_MARGIN * (high - low)
+        low, high = low + margin, high - margin
+    choices = [q for q in visible if low <= q <= high]
+    if choices:
+        spec["jpeg_artifacts"]["quality"] = int(rng.choice(choices))
+    else:
+        # No quality of that word leaves the noise visible: keep the labels honest.
+        spec.pop("jpeg_artifacts")
+        labels["jpeg_artifacts"] = "none"

@@ -1,0 +1,22 @@
+"""Measured evidence: synthesis and measurement of blur, noise, low resolution and JPEG.
+
+No model is involved; everything runs in milliseconds on a CPU. The same functions
+degrade the training data (`degrade`, `sample_spec`), measure images for the app and
+the CLI (`measure`, `analyze_path`, `render_overlay`) and score the benchmark.
+"""
+
+from inspector.evidence.analyze import analyze_main, analyze_path
+from inspector.evidence.measure import Evidence, MeasuredDegradation, measure
+from inspector.evidence.overlay import render_overlay
+from inspector.evidence.synthesis import degrade, sample_spec
+
+__all__ = [
+    "Evidence",
+    "MeasuredDegradation",
+    "analyze_main",
+    "analyze_path",
+    "degrade",
+    "measure",
+    "render_overlay",
+    "sample_spec",
+]
