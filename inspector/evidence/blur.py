@@ -1,32 +1,38 @@
-"""Blur: the Gaussian sigma (px) of the blur at the image's sharpest edges.
+"""Blur: the Gaussian sigma (px) added to the image, read at its in-focus edges.
 
 Method (after Zhuo & Sim, "Defocus map estimation from a single image", 2011)
 - At a step edge blurred by a Gaussian of sigma s, the gradient peak is C/(sqrt(2 pi) s);
-  after a further Gaussian of sigma S it is C/(sqrt(2 pi) sqrt(s^2+S^2)). Their ratio R
-  gives s without knowing the contrast C. With a wide S (3 px) the smoothed gradient
-  depends on the blur's second moment only, and the fine gradient on its peak slope, so
-  the reading agrees for Gaussian, defocus and motion blur of like edge slope.
-- Edges are found on a half-resolution smoothed copy (non-maximum suppression of the
-  gradient, contrast above a floor and well above the noise), and the fine gradient
-  peak is read on the full-resolution pixels around each edge point. The ratio ->
-  sigma curve is not a formula but a table computed once by running this very pipeline
-  on synthetic Gaussian edges at many angles and sub-pixel offsets, so sampling and
-  discretisation are accounted for.
-- Motion blur smears only edges across its direction: points are split in four
-  gradient directions and the worst direction is the image's blur.
-- A sharp subject on a soft background is a sharp photo: the image's figure is a low
-  quantile over 64-px tiles (the sharpest regions), not the mean.
-- Noise steepens the fine gradient and so would read as sharpness: when there is noise,
-  the fine gradient is taken after a small binomial filter whose own blur is in the
-  table, and edges must stand well above the noise.
-- A sharp photo is not a perfect step: lens, sensor and demosaicing leave an intrinsic
-  sigma (`INTRINSIC_SIGMA`, measured on the calibration photos); the estimate is the
-  blur added on top of it, `sqrt(total^2 - intrinsic^2)`.
+  after a further Gaussian of sigma S it is C/(sqrt(2 pi) sqrt(s^2+S^2)). Their ratio
+  gives s without knowing the contrast C. The wide gradient (S = 3 px) is taken on a
+  half-resolution copy; the fine gradient is read on the full-resolution pixels around
+  each edge point, along the edge normal only. The ratio -> sigma curve is not a
+  formula but a table computed once by running this very pipeline on synthetic
+  Gaussian edges at many angles and sub-pixel offsets (sampling and discretisation
+  included).
+- Only isolated steps count: the luminance on either side must differ by the contrast
+  the wide gradient implies. Thin lines and dense texture break the single-step model
+  (under motion blur they would read far too sharp).
+- Points are split in four gradient directions. The in-focus tiles (64 px) are those
+  whose sharpest direction is sharpest; there the worst direction is the image's blur.
+  So a sharp subject on a soft background is a sharp photo (the background's tiles are
+  soft in every direction), while motion blur, which leaves the direction across the
+  motion sharp in every tile, still reads as blur.
+- A sharp photo is not a perfect step (lens, sensor, demosaicing), and real edges are
+  not isolated steps: the measured edge sigma is mapped to the added Gaussian sigma by
+  a calibration table (`CALIBRATION_MEASURED` -> `CALIBRATION_ADDED`), the medians over
+  the calibration photos of Gaussian and defocus blur of known sigma.
+- Noise steepens fine gradients (reads as sharpness) and hides soft edges: with noise,
+  the fine gradient is taken after a small binomial filter (its own blur is in the
+  table), edges must stand six noise sigmas above it, and the blur is also read from
+  the spectrum of the row/column differences with the noise's share removed
+  (`spectral_sigma`); the larger reading counts. The spectrum alone is used when there
+  are too few edges.
 
-Limits: needs some edges (a flat or misty image gives a low confidence); defocus and
-motion are read as their acutance-equivalent Gaussian (see synthesis.py); a photo
-whose every edge is soft by nature (fog, a soft-focus lens) reads as blurred, which is
-what it looks like.
+Limits: needs some in-focus edges (a flat or misty image gives a low confidence);
+motion blur in dense texture (foliage, fur, brick) reads low, since few isolated steps
+survive; defocus and motion are read as the Gaussian of like extent (see synthesis.py);
+a photo soft by nature (fog, a soft-focus lens) reads as blurred, which is what it
+looks like; strong noise with strong blur leaves neither edges nor spectrum to read.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ WIDE_SIGMA = 3.0
 # Gaussian and defocus blur of known sigma; a sharp photo reads 0.25-0.65 px, since
 # lens, sensor and demosaicing leave some blur of their own. Beyond the table the last
 # slope goes on. Re-derived by `python -m inspector.evidence.calibrate`.
-CALIBRATION_MEASURED = (0.38, 0.92, 1.31, 1.82, 2.54, 3.31, 3.99, 4.91)
+CALIBRATION_MEASURED = (0.35, 0.92, 1.37, 1.83, 2.52, 3.30, 4.01, 4.91)
 CALIBRATION_ADDED = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 5.5, 7.0)
 # Above this luminance noise sigma, or with fewer edge points than MIN_EDGE_POINTS,
 # the blur is read from the spectrum as well (the larger reading counts).
@@ -87,30 +93,32 @@ def edge_points(luma: np.ndarray, noise_sigma: float = 0.0, min_contrast: float 
     smooth = ndimage.gaussian_filter(half_resolution(luma), WIDE_SIGMA / 2.0, truncate=3.0)
     gy = 0.5 * (smooth[2:, 1:-1] - smooth[:-2, 1:-1])
     gx = 0.5 * (smooth[1:-1, 2:] - smooth[1:-1, :-2])
-    magnitude = np.sqrt(gx * gx + gy * gy)
+    squared = gx * gx + gy * gy
     # Candidates: on large images, every `stride`-th row is enough (points are capped anyway).
-    stride = max(1, int(magnitude.size // (MAX_POINTS * 25)))
+    stride = max(1, int(squared.size // (MAX_POINTS * 25)))
     # Peak of the wide gradient of a step of contrast C blurred by s is C / (sqrt(2 pi) * sqrt(S^2 + s^2));
     # the floor lets through steps up to s = MAX_SIGMA; their contrast is checked later.
     floor = max(min_contrast, NOISE_CONTRAST * noise_sigma) / (np.sqrt(2 * np.pi) * np.hypot(WIDE_SIGMA, MAX_SIGMA))
-    h, w = magnitude.shape
-    inner = np.zeros_like(magnitude, dtype=bool)
-    inner[1:-1:stride, 1:-1] = magnitude[1:-1:stride, 1:-1] > 2.0 * floor
+    inner = np.zeros(squared.shape, dtype=bool)
+    inner[1:-1:stride, 1:-1] = squared[1:-1:stride, 1:-1] > (2.0 * floor) ** 2
     rows, cols = np.nonzero(inner)
+    if rows.size > 8 * MAX_POINTS:
+        chosen = np.linspace(0, rows.size - 1, 8 * MAX_POINTS).astype(np.int64)
+        rows, cols = rows[chosen], cols[chosen]
     angle = np.arctan2(gy[rows, cols], gx[rows, cols])
     direction = np.round(angle / (np.pi / DIRECTIONS)).astype(np.int64) % DIRECTIONS
     # Non-maximum suppression along the (quantised) gradient direction, on candidates only.
     step_y = np.array([0, 1, 1, 1])[direction]
     step_x = np.array([1, 1, 0, -1])[direction]
-    centre = magnitude[rows, cols]
-    keep = (centre > magnitude[rows + step_y, cols + step_x]) & (centre >= magnitude[rows - step_y, cols - step_x])
+    centre = squared[rows, cols]
+    keep = (centre > squared[rows + step_y, cols + step_x]) & (centre >= squared[rows - step_y, cols - step_x])
     rows, cols, angle, centre = rows[keep], cols[keep], angle[keep], centre[keep]
     if rows.size > MAX_POINTS:
         # A regular subset keeps the spatial spread and bounds the cost on large images.
         chosen = np.linspace(0, rows.size - 1, MAX_POINTS).astype(np.int64)
         rows, cols, angle, centre = rows[chosen], cols[chosen], angle[chosen], centre[chosen]
     # Half-res pixel (r+1, c+1) covers full-res rows 2r+2..2r+3.
-    return 2 * rows + 2, 2 * cols + 2, centre / 2.0, angle
+    return 2 * rows + 2, 2 * cols + 2, np.sqrt(centre) / 2.0, angle
 
 
 def fine_gradient(luma: np.ndarray, rows: np.ndarray, cols: np.ndarray, angle: np.ndarray,

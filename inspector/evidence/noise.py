@@ -1,29 +1,29 @@
-"""Noise: the standard deviation of additive noise, on 0-255, from the flattest cells.
+"""Noise: the standard deviation of additive noise, on 0-255, from the quietest cells.
 
 Method
 - Immerkaer's (1996) Laplacian-difference mask `[1 -2 1] x [1 -2 1]` cancels any plane
   and responds most at the diagonal Nyquist frequency, where photos hold little energy
   and white noise holds as much as anywhere. Its mean absolute response, scaled by
-  `sqrt(pi/2)/6`, is the noise sigma in a flat region.
-- Texture also answers the mask. White noise answers a first difference and the mask in
-  a fixed proportion; texture (energy at lower frequencies) answers the first difference
-  far more. So each 32-px cell gets two estimates, from the mask (`s_h`) and from the
-  first differences (`s_g`), and the cell's noise variance is read as
-  `(s_h**2 - r * s_g**2) / (1 - r)`: exact for white noise, and it removes a texture
-  whose mask-to-difference energy ratio is `r`.
-- The image's sigma is a low quantile of the cells (noise covers the frame, texture
-  and edges do not), skipping cells near black or white where noise is clipped.
-- After a JPEG, the encoder has quantized away the noise the mask sees. When the
-  quality is known (tables or pixel inference) and below `JPEG_NOISE_QUALITY`, the noise
-  is read instead from the DCT coefficients that survived: in flat blocks the share of
-  coefficients quantized to zero at a step Q is `erf(Q / (2*sqrt(2)*sigma))`.
+  `sqrt(pi/2)/6`, is the noise sigma in a flat region (`s_h`, per 32-px cell).
+- Texture also answers the mask. White noise answers a first difference (`s_g`) and
+  the mask in a fixed proportion (ratio 1 with these scalings); texture, with its energy
+  at lower frequencies, answers the first difference more. Cells in the quieter half of
+  the frame whose ratio is under `WHITE_RATIO` hold noise: with enough of them, their
+  `WHITE_QUANTILE` is the noise. A frame that is texture everywhere falls back to
+  texture-corrected cells, `(s_h**2 - r * s_g**2) / (1 - r)` (exact for white noise,
+  removes texture whose mask-to-difference energy ratio is `r`), and their low quantile.
+- Sensor noise grows with the signal: cells are binned by level and the noise is
+  stated at mid-grey (`mid_grey_sigma`). Cells near black or white (clipped) are skipped.
+- After a JPEG below quality `JPEG_NOISE_QUALITY`, the encoder has quantized away the
+  noise the mask sees: the noise is then also read from the DCT coefficients that
+  survived (`noise_from_dct`), and the larger reading counts.
 - Sigma is per RGB channel, as synthesised: the luminance of channel-independent noise
-  has `LUMA_NOISE_GAIN` times its sigma.
+  has `LUMA_NOISE_GAIN` (0.67) times its sigma.
 
-Limits: a texture that is white at the pixel scale (fine grass, sand seen from far) is
+Limits: a texture that is white at the pixel scale (fine grass, fur) is, after a JPEG,
 indistinguishable from noise in one image; noise that was denoised or compressed away
-is not there to measure; for signal-dependent noise the figure is that of the flat
-regions, which may be brighter or darker than mid-grey.
+is not there to measure; noise that is correlated across channels (luminance-only) is
+under-read by up to 1/0.67.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ from scipy.special import erfinv
 # Luminance (JPEG/BT.601 weights) of independent per-channel noise: sqrt(.299^2+.587^2+.114^2).
 LUMA_NOISE_GAIN = float(np.sqrt(0.299**2 + 0.587**2 + 0.114**2))
 CELL = 32
-# Mask-to-difference energy ratio removed as texture (lowest seen on calibration textures).
+# Mask-to-difference energy ratio removed as texture where no cell is white: high
+# enough that fine texture (grass) is not read as noise, at the cost of under-reading
+# mild noise on strong-gradient texture (brick).
 TEXTURE_RATIO = 0.4
 # Quantile of the (texture-corrected) cells taken as the image's noise.
 CELL_QUANTILE = 20.0
@@ -47,7 +49,7 @@ WHITE_RATIO = 1.2
 WHITE_SHARE = 0.05
 WHITE_QUANTILE = 30.0
 # Below this JPEG quality the DCT reading of the noise replaces the pixel reading.
-JPEG_NOISE_QUALITY = 96.0
+JPEG_NOISE_QUALITY = 80.0
 
 
 @dataclass(frozen=True)
