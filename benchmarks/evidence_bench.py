@@ -142,32 +142,11 @@ def run_samples(names, n: int, n_clean: int, seed: int, progress: bool = True) -
     return samples
 
 
-# Daubechies-2 decomposition high-pass filter (what pywt.Wavelet("db2").dec_hi holds).
-DB2_HIGH = np.array([-0.48296291314469025, 0.836516303737469, -0.22414386804185735, -0.12940952255092145])
-
-
 def wavelet_sigma(rgb: np.ndarray) -> float:
-    """skimage.restoration.estimate_sigma(rgb, channel_axis=-1, average_sigmas=True).
+    """skimage.restoration.estimate_sigma (Donoho & Johnstone wavelet MAD, needs PyWavelets), channels averaged."""
+    from skimage.restoration import estimate_sigma
 
-    The real function needs PyWavelets, which is not installed here; this is the same
-    method (Donoho & Johnstone: median |finest diagonal db2 coefficient| / 0.6745, per
-    channel, averaged), and the real one is used whenever PyWavelets is importable.
-    """
-    try:
-        from skimage.restoration import estimate_sigma
-
-        return float(estimate_sigma(rgb, channel_axis=-1, average_sigmas=True))
-    except ImportError:
-        pass
-    from scipy import ndimage
-
-    sigmas = []
-    for channel in np.moveaxis(rgb, -1, 0):
-        detail = ndimage.convolve1d(channel, DB2_HIGH[::-1], axis=0, mode="reflect")[1::2]
-        detail = ndimage.convolve1d(detail, DB2_HIGH[::-1], axis=1, mode="reflect")[:, 1::2]
-        detail = detail[detail != 0]
-        sigmas.append(float(np.median(np.abs(detail)) / 0.6744897501960817) if detail.size else 0.0)
-    return float(np.mean(sigmas))
+    return float(estimate_sigma(rgb, channel_axis=-1, average_sigmas=True))
 
 
 def f1_score(truth: np.ndarray, predicted: np.ndarray) -> float:

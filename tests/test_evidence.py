@@ -191,6 +191,20 @@ def test_non_ijg_tables_give_an_equivalent_quality():
     assert 30 <= estimate.quality <= 45 and estimate.confidence < 1.0
 
 
+def test_fast_block_paths_equal_the_indexed_definitions():
+    """The reshape/two-GEMM fast paths (every block read) give the textbook values."""
+    from inspector.evidence.jpeg import DCT8, block_dct
+    from inspector.evidence.noise import cell_blocks, chosen_cells
+
+    luma = (np.random.default_rng(0).random((203, 331)) * 250 + 2).astype(np.float32)
+    blocks = np.stack([luma[r:r + 8, c:c + 8] for r in range(0, 200, 8) for c in range(0, 328, 8)])
+    expected = (DCT8 @ (blocks.astype(np.float64) - 128.0) @ DCT8.T).reshape(-1, 64)
+    np.testing.assert_allclose(block_dct(luma), expected, atol=1e-9)
+    rows, cols = chosen_cells(luma.shape, 32)
+    indexed = np.stack([luma[r * 32:r * 32 + 32, c * 32:c * 32 + 32] for r, c in zip(rows, cols)])
+    assert np.array_equal(cell_blocks(luma, 32, (6, 10), rows, cols), indexed)
+
+
 # --- synthesis -------------------------------------------------------------------
 
 def test_degrade_keeps_size_mode_and_is_seeded():

@@ -107,13 +107,21 @@ def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarray:
     count = rows * cols
     chosen = np.linspace(0, count - 1, min(count, max_blocks)).astype(np.int64)
     block_rows, block_cols = chosen // cols, chosen % cols
-    offsets = np.arange(8)
-    blocks = luma[(block_rows * 8)[:, None, None] + offsets[None, :, None],
-                  (block_cols * 8)[:, None, None] + offsets[None, None, :]]
+    if chosen.size == count:
+        # Every block: a reshape is much cheaper than gathering them by index.
+        blocks = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    else:
+        offsets = np.arange(8)
+        blocks = luma[(block_rows * 8)[:, None, None] + offsets[None, :, None],
+                      (block_cols * 8)[:, None, None] + offsets[None, None, :]]
     keep = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
     blocks = blocks[keep].astype(np.float64) - 128.0
-    coefficients = DCT8 @ blocks @ DCT8.T
-    return coefficients.reshape(len(blocks), 64)
+    # DCT8 @ block @ DCT8.T for every block, as two plain matrix products (a batched
+    # matmul of 8x8 matrices pays a per-block overhead).
+    n = len(blocks)
+    half = (blocks.reshape(n * 8, 8) @ DCT8.T).reshape(n, 8, 8).transpose(0, 2, 1)
+    coefficients = (half.reshape(n * 8, 8) @ DCT8.T).reshape(n, 8, 8).transpose(0, 2, 1)
+    return coefficients.reshape(n, 64)
 
 
 def comb_step(values: np.ndarray) -> tuple[int, float]:
