@@ -175,15 +175,39 @@ class Inspector:
 
     def generate(self, views_per_sample: list[list], adapter_names: list[str],
                  instruction: str | None = None) -> list[str]:
-        """One batched greedy generate; row i uses adapter `adapter_names[i]`."""
-        inputs = build_inputs(self.processor, views_per_sample, instruction or self.instruction)
-        inputs = inputs.to(self.model.device)
+        """One batched greedy generate; row i uses adapter `adapter_names[i]`.
+
+        Rows that share the same views object (base and adapter of one image) share one
+        pass of the vision tower: the LoRA adapter does not touch it, so its output is
+        the same for both, and it is a third of the prefill time of the 2B model.
+        """
+        instruction = instruction or self.instruction
+        inputs = build_inputs(self.processor, views_per_sample, instruction).to(self.model.device)
         kwargs = {"adapter_names": adapter_names} if self.has_adapter else {}
         with torch.inference_mode():
+            if inputs.get("pixel_values") is not None:
+                kwargs["mm_encoder_outputs"] = {"image": self.encode_views_once(views_per_sample)}
+                del inputs["pixel_values"]
             output = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens,
                                          min_new_tokens=self.config.min_new_tokens, do_sample=False, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def encode_views_once(self, views_per_sample: list[list]):
+        """Vision-tower features for every row, computing each distinct views list once."""
+        distinct = list({id(views): views for views in views_per_sample}.values())
+        images = [view for views in distinct for view in views]
+        encoded = self.processor.image_processor(images=images, return_tensors="pt").to(self.model.device)
+        vision = self.model.get_base_model() if self.has_adapter else self.model
+        features = vision.model.get_image_features(encoded["pixel_values"], encoded["image_grid_thw"],
+                                                   return_dict=True)
+        per_image = list(features.pooler_output)
+        starts, start = {}, 0
+        for views in distinct:
+            starts[id(views)], start = start, start + len(views)
+        features.pooler_output = tuple(per_image[starts[id(views)] + index]
+                                       for views in views_per_sample for index in range(len(views)))
+        return features
 
     def inspect(self, images: list) -> list[Inspection]:
         """Base and adapter reports for each image, all from one generate call."""

@@ -139,3 +139,22 @@ def _noise_png():
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 200, 3), dtype=np.uint8)).save(buffer, "PNG")
     buffer.seek(0)
     return buffer
+
+
+def test_shared_vision_pass_equals_the_vision_tower_on_every_row(tiny_inspector, photo):
+    """Base and adapter rows share one vision pass; its features equal a pass over every row."""
+    from inspector.images import load_image
+    from inspector.prompts import build_inputs
+
+    first = make_views(load_image(photo), 128)
+    second = make_views(Image.open(_noise_png()), 128)
+    rows = [first, first, second, second, first]
+    shared = tiny_inspector.encode_views_once(rows).pooler_output
+    inputs = build_inputs(tiny_inspector.processor, rows, tiny_inspector.instruction)
+    vision = tiny_inspector.model.get_base_model().model
+    with torch.inference_mode():
+        every_row = vision.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"],
+                                              return_dict=True).pooler_output
+    assert len(shared) == len(every_row) == sum(len(views) for views in rows)
+    for ours, theirs in zip(shared, every_row):
+        torch.testing.assert_close(ours, theirs)
