@@ -41,16 +41,20 @@ class Setting:
     answer_tokens: int  # forced generation length per report
     batched: bool  # base and adapter in one generate (mixed adapters), or two calls
     cache: str = "dynamic"  # or "static"
+    share_vision: bool = True  # one vision-tower pass for the base and adapter rows
     visual_token_budget: int = 256
 
 
 def settings(fast_precision: str) -> list[Setting]:
     ours = Setting("ours", fast_precision, "native", 32, True)
-    seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else "bf16", "processor", 150, False)
+    seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else "bf16", "processor", 150, False,
+                   share_vision=False)
     levers = [
         replace(ours, name="lever: processor's default view", views="processor"),
         replace(ours, name="lever: 150-token prose answer", answer_tokens=150),
         replace(ours, name="lever: two generate calls", batched=False),
+        replace(ours, name="lever: vision tower run per row", share_vision=False),
+        replace(ours, name="lever: twice the visual tokens", visual_token_budget=2 * ours.visual_token_budget),
         replace(ours, name="lever: static cache", cache="static"),
     ]
     if fast_precision == "bf16":
@@ -112,7 +116,8 @@ def time_setting(inspector, setting: Setting, photo: Path) -> dict:
     picture = load_image(photo)
     views = make_views(picture, setting.visual_token_budget) if setting.views == "native" else [picture]
     if setting.batched:
-        texts = inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME])
+        rows = [views, views] if setting.share_vision else [views, list(views)]  # distinct lists: two passes
+        texts = inspector.generate(rows, [BASE_NAME, ADAPTER_NAME])
     else:
         texts = inspector.generate([views], [BASE_NAME]) + inspector.generate([views], [ADAPTER_NAME])
     reports = [parse_report(text) for text in texts]
