@@ -20,8 +20,9 @@ import gradio as gr
 from inspector.evidence import measure, render_overlay
 from inspector.hub import Unavailable
 from inspector.images import ImageError, load_image
-from inspector.model import Inspector, InspectorConfig
+from inspector.model import ADAPTER_NAME, BASE_NAME, Inspector, InspectorConfig
 from inspector.report import Report
+from inspector.tasks import get_task
 
 try:  # ZeroGPU: `spaces.GPU` attaches a GPU for the call on a Space and does nothing elsewhere.
     import spaces
@@ -71,13 +72,22 @@ def load_inspector() -> tuple[Inspector | None, list[str]]:
 
 
 @gpu
-def run_model(picture) -> dict:
-    result = INSPECTOR.inspect([picture])[0]
-    return result.to_dict()
+def run_model(picture, question: str = "") -> dict:
+    if TASK.name == "degradation":
+        return INSPECTOR.inspect([picture])[0].to_dict()
+    answers = INSPECTOR.ask(picture, question or None)
+    missing = {"prediction": None, "raw_text": "", "markdown": f"> **Note:** {INSPECTOR.missing_adapter}"}
+    return {"task": TASK.name, "base": answers[BASE_NAME], "adapter": answers.get(ADAPTER_NAME, missing)}
 
 
-def inspect_image(image_path: str | None) -> tuple[dict, object]:
-    """The JSON result for one image (the `/inspect` API), and the overlay for the page."""
+def inspect_image(image_path: str | None, question: str = "") -> tuple[dict, object]:
+    """The JSON result for one image (the `/inspect` API), and the overlay for the page.
+
+    `question` is for the adapters of question tasks (chart QA, dialogue); the
+    degradation inspection ignores it.
+    """
+    if TASK.needs_question and not (question or "").strip():
+        raise gr.Error("Type a question about the image first.")
     if not image_path:
         raise gr.Error("Upload a photo or pick an example first.")
     try:
@@ -91,7 +101,7 @@ def inspect_image(image_path: str | None) -> tuple[dict, object]:
         result["base"] = result["adapter"] = Report.unavailable(NOTICES[0]).to_dict()
     else:
         try:
-            result.update(run_model(picture))
+            result.update(run_model(picture, question))
         except RuntimeError as error:  # e.g. CUDA out of memory: tell this visitor, serve the next
             log.exception("generation failed")
             message = f"The model failed on this image ({error.__class__.__name__}): try a smaller photo or retry."
@@ -103,6 +113,8 @@ def render_result(result: dict | None, overlay) -> tuple[str, str, str, object]:
     """Markdown for the base, adapter and evidence columns, and the overlay picture."""
     if not result:
         return "", "", "", None
+    if result.get("task", "degradation") != "degradation":
+        return result["base"]["markdown"], result["adapter"]["markdown"], render_evidence(result["evidence"]), overlay
     base = Report.from_dict(result["base"]).to_markdown()
     adapter = Report.from_dict(result["adapter"]).to_markdown()
     return base, adapter, render_evidence(result["evidence"]), overlay
@@ -129,7 +141,9 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             image = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360)
             overlay = gr.Image(label="Where it is degraded (measured)", interactive=False, height=360)
-        button = gr.Button("Inspect", variant="primary", elem_id="inspect-button")
+        question = gr.Textbox(label=f"Question ({TASK.title})", visible=TASK.needs_question, elem_id="question")
+        button = gr.Button("Inspect" if TASK.name == "degradation" else "Ask", variant="primary",
+                           elem_id="inspect-button")
         with gr.Row(equal_height=True):
             with gr.Column():
                 gr.Markdown("### Base model (zero-shot)")
@@ -146,7 +160,9 @@ def build_demo() -> gr.Blocks:
         if examples:
             gr.Examples(examples, inputs=image, label="Examples (click one, then Inspect)")
         overlay_state = gr.State()  # state is not part of the API: `/inspect` returns the JSON alone
-        button.click(inspect_image, inputs=image, outputs=[result_json, overlay_state], api_name="inspect").then(
+        # The API takes (image) for the inspector, (image, question) for question tasks.
+        inputs = [image, question] if TASK.needs_question else [image]
+        button.click(inspect_image, inputs=inputs, outputs=[result_json, overlay_state], api_name="inspect").then(
             render_result, inputs=[result_json, overlay_state], outputs=[base_md, adapter_md, evidence_md, overlay],
             api_visibility="private")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
@@ -154,6 +170,7 @@ def build_demo() -> gr.Blocks:
 
 
 INSPECTOR, NOTICES = load_inspector()
+TASK = INSPECTOR.task if INSPECTOR is not None else get_task("degradation")
 demo = build_demo()
 
 if __name__ == "__main__":

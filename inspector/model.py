@@ -19,7 +19,7 @@ import torch
 from inspector.device import Runtime, choose_runtime
 from inspector.hub import Unavailable, explain_hub_error, is_local, resolve_adapter
 from inspector.images import load_image, make_views
-from inspector.prompts import DEFAULT_INSTRUCTION, build_inputs
+from inspector.prompts import DEFAULT_INSTRUCTION, build_inputs, build_task_inputs
 from inspector.report import Report, parse_report
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,9 @@ class Inspector:
     """One resident base model, with the adapter when it could be loaded."""
 
     def __init__(self, model, processor, runtime: Runtime, config: InspectorConfig,
-                 has_adapter: bool, notices: list[str] | None = None):
+                 has_adapter: bool, notices: list[str] | None = None, task=None):
+        from inspector.tasks import get_task
+
         self.model = model
         self.processor = processor
         self.runtime = runtime
@@ -140,6 +142,7 @@ class Inspector:
         self.has_adapter = has_adapter
         self.notices = list(notices or [])
         self.instruction = DEFAULT_INSTRUCTION
+        self.task = task or get_task("degradation")  # what the adapter was trained for
 
     @classmethod
     def load(cls, config: InspectorConfig | None = None, **overrides) -> "Inspector":
@@ -149,17 +152,19 @@ class Inspector:
         runtime = choose_runtime(config.device, config.precision)
         started = time.perf_counter()
         model, processor = load_base(config.base, config.base_revision, runtime)
-        notices, has_adapter = [], False
+        notices, has_adapter, task = [], False, None
         if config.adapter:
             try:
-                model = attach_adapter(model, resolve_adapter(config.adapter, config.adapter_revision))
+                folder = resolve_adapter(config.adapter, config.adapter_revision)
+                task = read_task(folder)
+                model = attach_adapter(model, folder)
                 has_adapter = True
             except Unavailable as error:
                 notices.append(f"Adapter not loaded, the base model serves alone: {error}")
                 log.warning(notices[-1])
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
                  runtime.describe(), time.perf_counter() - started)
-        return cls(model, processor, runtime, config, has_adapter, notices)
+        return cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
 
     @property
     def missing_adapter(self) -> str:
@@ -173,22 +178,26 @@ class Inspector:
         self.inspect([Image.new("RGB", (112, 112), (128, 128, 128))])
         log.info("warm-up inspection took %.1f s", time.perf_counter() - started)
 
-    def generate(self, views_per_sample: list[list], adapter_names: list[str],
-                 instruction: str | None = None) -> list[str]:
+    def generate(self, views_per_sample: list[list], adapter_names: list[str], instruction: str | None = None,
+                 messages_per_sample: list[list[dict]] | None = None, max_new_tokens: int | None = None) -> list[str]:
         """One batched greedy generate; row i uses adapter `adapter_names[i]`.
 
+        The prompt is the inspection instruction, or per-row chat messages (other tasks).
         Rows that share the same views object (base and adapter of one image) share one
         pass of the vision tower: the LoRA adapter does not touch it, so its output is
         the same for both, and it is a third of the prefill time of the 2B model.
         """
-        instruction = instruction or self.instruction
-        inputs = build_inputs(self.processor, views_per_sample, instruction).to(self.model.device)
+        if messages_per_sample is None:
+            inputs = build_inputs(self.processor, views_per_sample, instruction or self.instruction)
+        else:
+            inputs = build_task_inputs(self.processor, views_per_sample, messages_per_sample)
+        inputs = inputs.to(self.model.device)
         kwargs = {"adapter_names": adapter_names} if self.has_adapter else {}
         with torch.inference_mode():
             if inputs.get("pixel_values") is not None:
                 kwargs["mm_encoder_outputs"] = {"image": self.encode_views_once(views_per_sample)}
                 del inputs["pixel_values"]
-            output = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens,
+            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                                          min_new_tokens=self.config.min_new_tokens, do_sample=False, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
@@ -223,6 +232,36 @@ class Inspector:
             adapter = parse_report(own[1]) if self.has_adapter else Report.unavailable(self.missing_adapter)
             results.append(Inspection(parse_report(own[0]), adapter, elapsed, *picture.size))
         return results
+
+
+    def ask(self, image, question: str | None = None, history: tuple = ()) -> dict[str, dict]:
+        """Any task's answer from base and adapter, one generate: {row: {prediction, raw_text, markdown}}.
+
+        The degradation task has `inspect` with its typed reports; this serves the others
+        (classification, counting, chart QA, dialogue), with the visitor's question.
+        """
+        task = self.task
+        example = task.request(question, history)
+        views = task.views(load_image(image), self.config.visual_token_budget)
+        messages = task.messages(example, len(views), with_answer=False)
+        rows = [BASE_NAME, ADAPTER_NAME] if self.has_adapter else [BASE_NAME]
+        texts = self.generate([views] * len(rows), rows, messages_per_sample=[messages] * len(rows),
+                              max_new_tokens=task.max_new_tokens)
+        answers = {}
+        for row, text in zip(rows, texts):
+            prediction = task.parse(text)
+            answers[row] = {"prediction": prediction, "raw_text": text, "markdown": task.render(prediction, text)}
+        return answers
+
+
+def read_task(adapter_folder: Path):
+    """The task named by the adapter's inspector_task.json (degradation when absent)."""
+    from inspector.tasks import load_task
+
+    try:
+        return load_task(adapter_folder)
+    except (ValueError, KeyError) as error:
+        raise Unavailable(f"the adapter's task file cannot be used: {error}") from error
 
 
 def attach_adapter(model, adapter_folder: Path):

@@ -8,7 +8,10 @@ every generated token costs real time on a CPU.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from PIL import Image
 
 DEFAULT_INSTRUCTION = (
     "Inspect this photo for blur, noise, low resolution and JPEG artifacts. "
@@ -18,22 +21,48 @@ DEFAULT_INSTRUCTION = (
 )
 
 
-def build_messages(num_images: int, instruction: str = DEFAULT_INSTRUCTION,
-                   answer: str | None = None) -> list[dict[str, Any]]:
-    """Chat messages for `num_images` pictures and an instruction; with the answer for training."""
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(num_images)]
-    content.append({"type": "text", "text": instruction})
-    messages = [{"role": "user", "content": content}]
-    if answer is not None:
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+def build_dialogue_messages(num_images: int, turns: Sequence[tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """Chat messages of a dialogue; `build_messages` of inspector.prompts for one round.
+
+    The images come first in the first user turn, as in `build_messages`. Every answer
+    but the last must be given; a last answer of None leaves the dialogue open for the
+    model (generation, or scoring candidate answers).
+    """
+    if not turns:
+        raise ValueError("a conversation needs at least one (question, answer) turn")
+    messages: list[dict[str, Any]] = []
+    for index, (question, answer) in enumerate(turns):
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(num_images)] if index == 0 else []
+        content.append({"type": "text", "text": question})
+        messages.append({"role": "user", "content": content})
+        if answer is not None:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        elif index != len(turns) - 1:
+            raise ValueError(f"turn {index + 1} of {len(turns)} has no answer; only the last may be open")
     return messages
 
 
-def render_prompt(processor, num_images: int, instruction: str = DEFAULT_INSTRUCTION,
-                  answer: str | None = None) -> str:
-    """The prompt text: up to the assistant turn, or the whole dialogue with the answer."""
-    messages = build_messages(num_images, instruction, answer)
-    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=answer is None)
+def render_chat(processor, messages: list[dict[str, Any]]) -> str:
+    """The chat template's text; a generation prompt is added when the last message is the user's."""
+    return processor.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=messages[-1]["role"] == "user")
+
+
+def build_task_inputs(processor, views_per_sample: Sequence[Sequence[Image.Image]],
+                      messages_per_sample: Sequence[list[dict[str, Any]]]):
+    """Tokenised, left-padded batch of several conversations: `build_inputs` with per-sample messages."""
+    if len(views_per_sample) != len(messages_per_sample):
+        raise ValueError(f"{len(views_per_sample)} samples of views but {len(messages_per_sample)} conversations")
+    texts = [render_chat(processor, messages) for messages in messages_per_sample]
+    images = [view for views in views_per_sample for view in views]
+    processor.tokenizer.padding_side = "left"
+    return processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+
+
+def build_messages(num_images: int, instruction: str = DEFAULT_INSTRUCTION,
+                   answer: str | None = None) -> list[dict[str, Any]]:
+    """Chat messages for `num_images` pictures and an instruction; with the answer for training."""
+    return build_dialogue_messages(num_images, [(instruction, answer)])
 
 
 def build_inputs(processor, views_per_sample: list[list], instruction: str = DEFAULT_INSTRUCTION,
@@ -44,8 +73,5 @@ def build_inputs(processor, views_per_sample: list[list], instruction: str = DEF
     range, so the processor does not resample them: the model sees native pixels.
     """
     answers = answers or [None] * len(views_per_sample)
-    texts = [render_prompt(processor, len(views), instruction, answer)
-             for views, answer in zip(views_per_sample, answers)]
-    images = [view for views in views_per_sample for view in views]
-    processor.tokenizer.padding_side = "left"
-    return processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+    messages = [build_messages(len(views), instruction, answer) for views, answer in zip(views_per_sample, answers)]
+    return build_task_inputs(processor, views_per_sample, messages)

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from inspector.images import MAX_ASPECT_RATIO, MIN_VIEW_PATCHES, QWEN_PATCH
+from inspector.prompts import build_dialogue_messages, build_task_inputs, render_chat  # noqa: F401 - re-exported
 
 TASK_FILE = "inspector_task.json"  # in every adapter folder; push.py publishes it, hub.py fetches it
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -196,44 +197,6 @@ def load_task(folder: str | Path) -> Task:
 
 
 # --------------------------------------------------------------------------- messages and inputs
-
-
-def build_dialogue_messages(num_images: int, turns: Sequence[tuple[str, str | None]]) -> list[dict[str, Any]]:
-    """Chat messages of a dialogue; `build_messages` of inspector.prompts for one round.
-
-    The images come first in the first user turn, as in `build_messages`. Every answer
-    but the last must be given; a last answer of None leaves the dialogue open for the
-    model (generation, or scoring candidate answers).
-    """
-    if not turns:
-        raise ValueError("a conversation needs at least one (question, answer) turn")
-    messages: list[dict[str, Any]] = []
-    for index, (question, answer) in enumerate(turns):
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(num_images)] if index == 0 else []
-        content.append({"type": "text", "text": question})
-        messages.append({"role": "user", "content": content})
-        if answer is not None:
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-        elif index != len(turns) - 1:
-            raise ValueError(f"turn {index + 1} of {len(turns)} has no answer; only the last may be open")
-    return messages
-
-
-def render_chat(processor, messages: list[dict[str, Any]]) -> str:
-    """The chat template's text; a generation prompt is added when the last message is the user's."""
-    return processor.apply_chat_template(messages, tokenize=False,
-                                         add_generation_prompt=messages[-1]["role"] == "user")
-
-
-def build_task_inputs(processor, views_per_sample: Sequence[Sequence[Image.Image]],
-                      messages_per_sample: Sequence[list[dict[str, Any]]]):
-    """Tokenised, left-padded batch of several conversations: `build_inputs` with per-sample messages."""
-    if len(views_per_sample) != len(messages_per_sample):
-        raise ValueError(f"{len(views_per_sample)} samples of views but {len(messages_per_sample)} conversations")
-    texts = [render_chat(processor, messages) for messages in messages_per_sample]
-    images = [view for views in views_per_sample for view in views]
-    processor.tokenizer.padding_side = "left"
-    return processor(text=texts, images=images or None, padding=True, return_tensors="pt")
 
 
 # --------------------------------------------------------------------------- views
