@@ -161,7 +161,7 @@ class Inspector:
                 has_adapter = True
             except Unavailable as error:
                 notices.append(f"Adapter not loaded, the base model serves alone: {error}")
-                log.warning(notices[-1])
+                log.info(notices[-1])  # callers show notices (CLI: stderr, app: the page)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
                  runtime.describe(), time.perf_counter() - started)
         return cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
