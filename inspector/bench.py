@@ -57,8 +57,9 @@ def settings(fast_precision: str) -> list[Setting]:
         replace(ours, name="lever: twice the visual tokens", visual_token_budget=2 * ours.visual_token_budget),
         replace(ours, name="lever: static cache", cache="static"),
     ]
-    if fast_precision == "bf16":
-        levers.insert(0, replace(ours, name="lever: fp32 instead of bf16", precision="fp32"))
+    if fast_precision in ("bf16", "fp32"):
+        other = "fp32" if fast_precision == "bf16" else "bf16"
+        levers.insert(0, replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other))
     return [ours, seed, *levers]
 
 
@@ -151,6 +152,19 @@ def time_prefill_decode(inspector, photo: Path, new_tokens: int = 32) -> dict:
     return {"prefill_s": round(timings[1], 2), "decode_tokens_per_s": round(1 / decode, 2)}
 
 
+def matmul_gflops() -> dict:
+    """bf16 and fp32 matmul rates on this CPU: where bf16 is emulated it is the slower one."""
+    rates = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        left, right = torch.randn(1024, 1280, dtype=dtype), torch.randn(1280, 5120, dtype=dtype)
+        left @ right
+        started = time.perf_counter()
+        for _ in range(5):
+            left @ right
+        rates[f"matmul_gflops_{name}"] = round(5 * 2 * 1024 * 1280 * 5120 / (time.perf_counter() - started) / 1e9, 1)
+    return rates
+
+
 def peak_memory_gb() -> dict:
     if torch.cuda.is_available():
         return {"peak_vram_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
@@ -173,7 +187,10 @@ def run_bench(shape: str = "2b", image: str | None = None) -> dict:
     tiny = build_tiny(work / "tiny")
     photos = {"1024x768": Path(image) if image else bench_photo((1024, 768), work),
               "12MP": bench_photo((4000, 3000), work)}
-    results = {"machine": machine(), "shape": shape, "fast_precision": fast, "settings": []}
+    results = {"machine": machine(), "shape": shape, "fast_precision": fast, "settings": [],
+               "load_average": os.getloadavg()[0]}
+    if not torch.cuda.is_available():
+        results.update(matmul_gflops())
     inspectors = {}
     for setting in settings(fast):
         if setting.precision not in inspectors:
@@ -213,7 +230,9 @@ def run_bench(shape: str = "2b", image: str | None = None) -> dict:
 
 def render_table(results: dict) -> str:
     ours = results["settings"][0]["1024x768"]["seconds"] if "1024x768" in results["settings"][0] else None
-    lines = [f"machine: {results['machine']}; shape: {results['shape']}",
+    rates = ", ".join(f"{key[-4:]} {value}" for key, value in results.items() if key.startswith("matmul"))
+    lines = [f"machine: {results['machine']}; shape: {results['shape']}; load average at start "
+             f"{results['load_average']:.1f}; matmul GFLOPS: {rates}",
              "| setting | precision | view | visual tokens | prompt tokens | answer tokens | calls | "
              "1024x768 s | vs ours | 12 MP s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
