@@ -183,3 +183,264 @@ def build_tiny_adapter(base_folder: str | Path, out: str | Path, seed: int = 0, 
 # The language model's projections; the vision tower's (qkv, proj, fc1, fc2) are named
 # otherwise, so these names touch the language model only.
 LANGUAGE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+# --------------------------------------------------------------------------- a pre-trained stand-in
+#
+# A randomly initialised tiny base is a poor stand-in for a pre-trained one: with hidden size 64
+# and init std 0.02 its output head is near uniform and its vision tower passes on little of
+# what it sees, so a LoRA adapter on top has nothing to steer. `pretrain_tiny` gives it, in
+# minutes, what pre-training gives Qwen2-VL: a vision encoder that encodes what it sees and a
+# language model that answers about it in JSON, on a generic task of its own (synthetic
+# pictures, their own instruction). It never sees a degraded picture, the inspection
+# instruction or its answers: the degradation task stays the adapter's to learn.
+
+PRETRAIN_INSTRUCTION = "Describe the picture as JSON: the shape, its colour, the background texture and its scale."
+PRETRAIN_COLOURS = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 200), "yellow": (230, 210, 40),
+                    "white": (240, 240, 240), "black": (20, 20, 20)}
+PRETRAIN_SHAPES = ("circle", "square", "triangle")
+PRETRAIN_TEXTURES = ("plain", "stripes", "checks", "dots")
+PRETRAIN_SCALES = {"fine": (2.0, 4.0), "medium": (6.0, 10.0), "coarse": (16.0, 28.0)}  # period in pixels
+SPECTRUM_BANDS = (0.0, 0.04, 0.09, 0.15, 0.23, 0.33, 0.75)  # radial frequency edges, cycles per pixel
+
+
+def pretrain_tiny(folder: str | Path, seed: int = 0, pictures: int = 1200, vision_steps: int = 800,
+                  caption_steps: int = 600, visual_token_budget: int = 64, learning_rate: float = 2e-3) -> Path:
+    """Write the tiny stand-in to `folder`, briefly pre-trained (full parameters) on synthetic pictures.
+
+    1. `build_tiny(folder, seed)`, then the weights re-drawn at the scale of this width
+       (std 1/sqrt(fan_in); the 0.02 of `initializer_range` suits widths near 2000) and the
+       patch embedding set to a bank of 2-D DCT filters, what the first layer of a trained
+       ViT converges to (Dosovitskiy et al. 2021, fig. 7).
+    2. The vision encoder learns to report the local spatial-frequency spectrum of each of
+       its tokens (a self-supervised target, like a masked autoencoder's pixels).
+    3. The language model (and the merger) learn to describe the pictures in JSON:
+       {"shape":...,"colour":...,"texture":...,"scale":...}.
+    Deterministic by seed; about 2-3 minutes on 2 CPU cores. Returns `folder`.
+    """
+    import time
+
+    import numpy as np
+    import torch
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    from inspector.images import make_views
+    from inspector.prompts import build_inputs
+
+    started = time.perf_counter()
+    folder = Path(build_tiny(folder, seed))
+    processor = AutoProcessor.from_pretrained(folder)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    torch.manual_seed(seed)
+    _rescale_initialisation(model, seed)
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(max(1, pictures // 8)):
+        scenes = [_synthetic_scene(rng) for _ in range(8)]
+        views = [make_views(image, visual_token_budget) for image, _ in scenes]
+        batch = build_inputs(processor, views, PRETRAIN_INSTRUCTION, answers=[answer for _, answer in scenes])
+        batch["labels"] = _answer_labels(batch, processor)
+        batch["spectra"] = torch.tensor([band for own in views for view in own for band in _token_spectra(view)])
+        batches.append(batch)
+    _train_vision(model, batches, vision_steps, learning_rate)
+    _train_captions(model, batches, caption_steps, learning_rate)
+    model.save_pretrained(folder)
+    record = {"pretrained": "inspector.tiny.pretrain_tiny", "seed": seed, "pictures": len(batches) * 8,
+              "vision_steps": vision_steps, "caption_steps": caption_steps, "instruction": PRETRAIN_INSTRUCTION,
+              "visual_token_budget": visual_token_budget, "seconds": round(time.perf_counter() - started, 1)}
+    (folder / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("pre-trained tiny Qwen2-VL written to %s in %.0f s", folder, record["seconds"])
+    return folder
+
+
+def _rescale_initialisation(model, seed: int) -> None:
+    import math
+
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    layers = model.config.text_config.num_hidden_layers
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                std = 1 / math.sqrt(module.in_features)
+                if name.endswith(("o_proj", "down_proj", "attn.proj", "fc2")):
+                    std /= math.sqrt(2 * layers)  # residual branches: keep the stream's scale
+                module.weight.normal_(0.0, std, generator=generator)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.Embedding):
+                module.weight.normal_(0.0, 1 / math.sqrt(module.embedding_dim), generator=generator)
+        patch = model.model.visual.patch_embed.proj
+        patch.weight.copy_(_dct_filters(*patch.weight.shape[:3], patch.weight.shape[-1]))
+
+
+def _dct_filters(channels: int, colours: int, temporal: int, patch: int):
+    """Patch-embedding weights: 2-D DCT bases on luminance, low to high frequency, and the colour means.
+
+    The means are scaled down so that, after the encoder's LayerNorms, they do not drown the
+    texture channels.
+    """
+    import math
+
+    import numpy as np
+    import torch
+
+    x = np.arange(patch)
+
+    def basis(u: int, v: int) -> np.ndarray:
+        b = np.outer(np.cos(np.pi * (2 * x + 1) * u / (2 * patch)), np.cos(np.pi * (2 * x + 1) * v / (2 * patch)))
+        return b / np.linalg.norm(b)
+
+    frequencies = sorted(((u, v) for u in range(patch) for v in range(patch) if (u, v) != (0, 0)),
+                         key=lambda f: (f[0] + f[1], f))
+    textures = channels - colours
+    weights = np.zeros((channels, colours, temporal, patch, patch), dtype=np.float32)
+    for channel, index in enumerate(np.round(np.linspace(0, len(frequencies) - 1, textures)).astype(int)):
+        weights[channel] = basis(*frequencies[index]) / math.sqrt(colours * temporal)
+    for colour in range(colours):
+        weights[textures + colour, colour] = basis(0, 0) / math.sqrt(temporal) * 0.05
+    return torch.from_numpy(weights)
+
+
+def _synthetic_scene(rng):
+    """A shape on a plain, striped, checked or dotted background, and its JSON description."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    size = 224
+    first = rng.integers(0, 256, 3)
+    second = np.clip(first + rng.choice([-1, 1], 3) * rng.integers(40, 120, 3), 0, 255)
+    texture = PRETRAIN_TEXTURES[rng.integers(len(PRETRAIN_TEXTURES))]
+    scale = list(PRETRAIN_SCALES)[rng.integers(len(PRETRAIN_SCALES))]
+    period = rng.uniform(*PRETRAIN_SCALES[scale])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    u, v = xx * np.cos(angle) + yy * np.sin(angle), -xx * np.sin(angle) + yy * np.cos(angle)
+    if texture == "plain":
+        mask = np.zeros((size, size))
+    elif texture == "stripes":
+        mask = np.floor(u / period * 2) % 2
+    elif texture == "checks":
+        mask = (np.floor(u / period) + np.floor(v / period)) % 2
+    else:
+        cell = period * 1.5
+        mask = ((np.mod(u, cell) - cell / 2) ** 2 + (np.mod(v, cell) - cell / 2) ** 2 < (period * 0.4) ** 2)
+    pixels = first[None, None, :] * (1 - mask[..., None]) + second[None, None, :] * mask[..., None]
+    image = Image.fromarray(pixels.astype(np.uint8))
+    shape = PRETRAIN_SHAPES[rng.integers(len(PRETRAIN_SHAPES))]
+    colour = list(PRETRAIN_COLOURS)[rng.integers(len(PRETRAIN_COLOURS))]
+    radius = rng.uniform(0.15, 0.35) * size
+    cx, cy = rng.uniform(radius, size - radius, 2)
+    draw, fill = ImageDraw.Draw(image), PRETRAIN_COLOURS[colour]
+    if shape == "circle":
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill)
+    elif shape == "square":
+        draw.rectangle((cx - radius, cy - radius, cx + radius, cy + radius), fill=fill)
+    else:
+        draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=fill)
+    answer = {"shape": shape, "colour": colour, "texture": texture, "scale": "none" if texture == "plain" else scale}
+    return image, json.dumps(answer, separators=(",", ":"))
+
+
+def _token_spectra(view) -> list[list[float]]:
+    """log10 power of the luminance in radial frequency bands, per 28x28 token, in the merger's order."""
+    import numpy as np
+
+    gray = np.asarray(view.convert("L"), dtype=np.float32) / 255.0
+    radius = np.sqrt(np.fft.fftfreq(28)[:, None] ** 2 + np.fft.rfftfreq(28)[None, :] ** 2)
+    bands = [(radius >= low) & (radius < high) for low, high in zip(SPECTRUM_BANDS, SPECTRUM_BANDS[1:])]
+    spectra = []
+    for top in range(0, gray.shape[0], 28):
+        for left in range(0, gray.shape[1], 28):
+            tile = gray[top:top + 28, left:left + 28]
+            power = np.abs(np.fft.rfft2(tile - tile.mean())) ** 2 / tile.size
+            spectra.append([float(np.log10(power[band].mean() + 1e-6)) for band in bands])
+    return spectra
+
+
+def _answer_labels(batch, processor):
+    from inspector.collate import ASSISTANT_HEADER, END_OF_TURN, answer_labels
+
+    tokenizer = processor.tokenizer
+    return answer_labels(batch["input_ids"], batch["attention_mask"],
+                         tokenizer.encode(ASSISTANT_HEADER, add_special_tokens=False),
+                         tokenizer.convert_tokens_to_ids(END_OF_TURN))
+
+
+def _train_vision(model, batches, steps: int, learning_rate: float) -> None:
+    """The vision encoder (and a linear probe, then dropped) regress each token's spectrum."""
+    import torch
+
+    vision = model.model.visual
+    spectra = torch.cat([batch["spectra"] for batch in batches])
+    mean, std = spectra.mean(0), spectra.std(0) + 1e-6
+    probe = torch.nn.Linear(vision.merger.mlp[-1].out_features, spectra.shape[1])
+    parameters = list(vision.parameters()) + list(probe.parameters())
+    optimizer, schedule = _optimizer(parameters, steps, learning_rate)
+    for step in range(steps):
+        batch = batches[step % len(batches)]
+        features = vision(batch["pixel_values"], grid_thw=batch["image_grid_thw"]).pooler_output
+        loss = torch.nn.functional.mse_loss(probe(features), (batch["spectra"] - mean) / std)
+        _step(loss, parameters, optimizer, schedule)
+        if (step + 1) % 200 == 0:
+            log.info("tiny pre-training, vision %d/%d: loss %.3f", step + 1, steps, loss.item())
+
+
+def _train_captions(model, batches, steps: int, learning_rate: float) -> None:
+    """The language model and the merger learn to describe the pictures; the encoder stays."""
+    import torch  # noqa: F401 - for the optimizer helpers
+
+    vision = model.model.visual
+    for parameter in model.parameters():
+        parameter.requires_grad = True
+    for parameter in list(vision.patch_embed.parameters()) + list(vision.blocks.parameters()):
+        parameter.requires_grad = False
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer, schedule = _optimizer(parameters, steps, learning_rate)
+    model.train()
+    for step in range(steps):
+        batch = {key: value for key, value in batches[step % len(batches)].items() if key != "spectra"}
+        loss = model(**batch).loss
+        _step(loss, parameters, optimizer, schedule)
+        if (step + 1) % 200 == 0:
+            log.info("tiny pre-training, captions %d/%d: loss %.3f", step + 1, steps, loss.item())
+    for parameter in model.parameters():
+        parameter.requires_grad = True
+    model.eval()
+
+
+def _optimizer(parameters, steps: int, learning_rate: float):
+    import torch
+
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=max(steps, 1),
+                                                   pct_start=0.05)
+    return optimizer, schedule
+
+
+def _step(loss, parameters, optimizer, schedule) -> None:
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m inspector.tiny FOLDER [--pretrain]`: write the tiny stand-in (pre-trained with --pretrain)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m inspector.tiny", description=main.__doc__)
+    parser.add_argument("folder", help="where to write the model folder")
+    parser.add_argument("--pretrain", action="store_true", help="pre-train it briefly (pretrain_tiny): ~2-3 min")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    (pretrain_tiny if args.pretrain else build_tiny)(args.folder, seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()

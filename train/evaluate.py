@@ -1,0 +1,248 @@
+"""Evaluate the base model zero-shot and the adapter on the test split, through the app's path.
+
+    python train/evaluate.py --adapter runs/degradation-lora --base Qwen/Qwen2-VL-2B-Instruct \
+        --dataset data/degradation --out runs/degradation-lora/eval
+    python train/evaluate.py --config train/recipes/tiny.yaml --adapter runs/tiny/adapter --json
+    python train/evaluate.py --config train/recipes/counting.yaml --adapter runs/counting-lora
+
+`--config` reads a recipe's base_model, dataset_dir, visual_token_budget and
+precision (its other keys are the other scripts'); flags win. The task is the
+adapter's (inspector_task.json).
+
+Base and adapter answer every test example in one batched `generate` per batch
+(`inspector.model.Inspector.generate`: PEFT's mixed base+adapter batch, one vision
+pass per image), with the task's views, prompt and parser, as the app serves them; a
+ranking task (VisDial) scores candidates by likelihood (`inspector.tasks.evaluation`).
+So these figures are what the app shows.
+
+Writes to --out (default ADAPTER/eval, where train/push.py looks): results.json (the
+summary the model card quotes; for the degradation task per-type precision, recall,
+F1, macro F1, exact-set accuracy, severity accuracy, parse-failure rate and the
+confusion matrices of `inspector.metrics`), results.md (base vs adapter),
+confusion_base.png and confusion_adapter.png, and predictions.jsonl (every answer,
+verbatim).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS  # noqa: E402
+
+MODELS = ("base", "adapter")
+
+
+@dataclass
+class EvalConfig:
+    adapter: str = field(metadata={"help": "adapter folder (train/finetune.py --output-dir) or Hub repo id"})
+    base_model: str | None = field(default=None, metadata={
+        "aliases": ["--base"], "help": "base model (Hub id or folder); default: the adapter's training_config.yaml"})
+    dataset_dir: str | None = field(default=None, metadata={
+        "aliases": ["--dataset"], "help": "folder written by train/build_dataset.py"})
+    out: str | None = field(default=None, metadata={"help": "results folder; default: ADAPTER/eval"})
+    split: str = "test"
+    adapter_revision: str | None = None
+    base_revision: str | None = None
+    max_samples: int | None = None  # the first N rows of the split, for a quick look
+    batch_size: int = 8  # examples per generate call (2 rows each: base and adapter); more: faster, more memory
+    visual_token_budget: int | None = None  # default: the adapter's training_config.yaml, else the app's
+    max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
+    device: str | None = None
+    precision: str | None = None  # default: inspector.device decides, as in the app
+    json: bool = False  # print the summary as one JSON line instead of the Markdown table
+
+
+def main(config: EvalConfig) -> dict:
+    from datasets import load_from_disk
+
+    from inspector.hub import resolve_adapter
+    from inspector.model import Inspector, InspectorConfig
+
+    started = time.perf_counter()
+    folder = resolve_adapter(config.adapter, config.adapter_revision)
+    trained = read_training_config(folder)
+    base = config.base_model or trained.get("base_model")
+    dataset_dir = config.dataset_dir or trained.get("dataset_dir")
+    if not base or not dataset_dir:
+        raise ValueError("give --base and --dataset (the adapter folder has no training_config.yaml naming them)")
+    budget = config.visual_token_budget or trained.get("visual_token_budget") or InspectorConfig.visual_token_budget
+    out = Path(config.out) if config.out else folder / "eval"
+    print(yaml.safe_dump({"evaluate": {**asdict(config), "base_model": base, "dataset_dir": dataset_dir,
+                                       "visual_token_budget": budget, "out": str(out)}}, sort_keys=False), end="")
+    rows = load_from_disk(dataset_dir)[config.split]
+    if config.max_samples is not None:
+        rows = rows.select(range(min(config.max_samples, len(rows))))
+
+    # Model: the app's loader, with the adapter as a required part (no silent base-only run)
+    inspector = Inspector.load(InspectorConfig(
+        base=base, base_revision=config.base_revision, adapter=config.adapter,
+        adapter_revision=config.adapter_revision, device=config.device, precision=config.precision,
+        visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48))
+    if not inspector.has_adapter:
+        raise RuntimeError(inspector.missing_adapter)
+    task = inspector.task
+
+    # Evaluation
+    if task.evaluation == "rank":
+        models, texts, references, predictions = rank(inspector, task, rows), None, [], None
+    else:
+        predictions, texts, references = predict(inspector, task, rows, config)
+        models = {name: task.metrics(predictions[name], references) for name in MODELS}
+    results = {
+        "task": task.name, "split": config.split, "n": len(rows),
+        "base_model": base, "adapter": config.adapter, "dataset": dataset_dir,
+        "models": models,
+        "visual_token_budget": budget,
+        "runtime": inspector.runtime.describe(),
+        "machine": machine(),
+    }
+    if task.name == "degradation":
+        add_degradation_figures(results, predictions, references)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as lines:
+        for index, reference in enumerate(references):
+            lines.write(json.dumps({"reference": reference, **{name: texts[name][index] for name in MODELS}}) + "\n")
+    write_results(results, out)
+    print(json.dumps(summary(results)) if config.json else markdown(results))
+    return results
+
+
+def predict(inspector, task, rows, config: EvalConfig):
+    """({model: predictions}, {model: raw texts}, references) over the split, in batches."""
+    from tqdm import tqdm
+
+    from inspector.images import load_image
+    from inspector.model import ADAPTER_NAME, BASE_NAME
+
+    examples = [rows[index] for index in range(len(rows))]
+    predictions, texts = {name: [] for name in MODELS}, {name: [] for name in MODELS}
+    for start in tqdm(range(0, len(examples), config.batch_size), desc="evaluating", unit="batch", file=sys.stderr):
+        batch = examples[start:start + config.batch_size]
+        views = [task.views(load_image(example["image"]), inspector.config.visual_token_budget) for example in batch]
+        messages = [task.messages(example, len(own), with_answer=False) for example, own in zip(batch, views)]
+        answers = inspector.generate([own for own in views for _ in MODELS], [BASE_NAME, ADAPTER_NAME] * len(batch),
+                                     messages_per_sample=[m for m in messages for _ in MODELS],
+                                     max_new_tokens=config.max_new_tokens or task.max_new_tokens)
+        for row, text in enumerate(answers):
+            name = MODELS[row % len(MODELS)]
+            texts[name].append(text)
+            predictions[name].append(task.parse(text))
+    return predictions, texts, [task.reference(example) for example in examples]
+
+
+def rank(inspector, task, rows) -> dict:
+    """Metrics of a ranking task (VisDial): candidates scored by likelihood, base and adapter in one pass."""
+    from inspector.model import ADAPTER_NAME, BASE_NAME
+    from inspector.tasks.evaluation import evaluate_task
+
+    ranked = evaluate_task(inspector.model, inspector.processor, task, [rows[i] for i in range(len(rows))],
+                           adapter_names=[BASE_NAME, ADAPTER_NAME],
+                           visual_token_budget=inspector.config.visual_token_budget)
+    return {"base": ranked[BASE_NAME]["metrics"], "adapter": ranked[ADAPTER_NAME]["metrics"]}
+
+
+def add_degradation_figures(results: dict, predictions: dict, references: list) -> None:
+    """The confusion matrices over severity words, and what constant answers would score."""
+    from inspector.metrics import confusion, constant_baselines
+
+    results["confusion"] = {name: {"labels": list(SEVERITIES),
+                                   "matrices": confusion(references, [report.labels() for report in predictions[name]])}
+                            for name in MODELS}
+    results["baselines"] = constant_baselines(references)
+
+
+def read_training_config(adapter_folder: Path) -> dict:
+    path = adapter_folder / "training_config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    return f"{platform.machine()} {platform.system()}, {device}, torch {torch.__version__}"
+
+
+def summary(results: dict) -> dict:
+    """The figures a reader wants first: per model, the scalar scores."""
+    figures = {name: {key: round(value, 3) for key, value in results["models"][name].items()
+                      if isinstance(value, (int, float)) and not isinstance(value, bool)} for name in MODELS}
+    extra = {"always_present_macro_f1": round(results["baselines"]["always_present"], 3)} if "baselines" in results else {}
+    return {"task": results["task"], "n": results["n"], "elapsed_s": results["elapsed_s"], **figures, **extra}
+
+
+def markdown(results: dict) -> str:
+    if results["task"] != "degradation":
+        from inspector.tasks import metrics_table
+
+        return (f"{results['task']}, {results['split']} split of `{results['dataset']}`: {results['n']} examples\n\n"
+                + metrics_table({"base (zero-shot)": results["models"]["base"],
+                                 "adapter": results["models"]["adapter"]}) + "\n")
+    base, adapter = results["models"]["base"], results["models"]["adapter"]
+    lines = [f"Test split of `{results['dataset']}`: {results['n']} images; base `{results['base_model']}` "
+             f"zero-shot vs adapter `{results['adapter']}` ({results['runtime']}).", "",
+             "| metric | base | adapter |", "| --- | --- | --- |"]
+    for key, label in (("macro_f1", "macro F1 (presence)"), ("exact_set_accuracy", "exact-set accuracy"),
+                       ("severity_accuracy", "severity accuracy"), ("parse_failure_rate", "parse-failure rate")):
+        lines.append(f"| {label} | {base[key]:.3f} | {adapter[key]:.3f} |")
+    for kind in DEGRADATION_TYPES:
+        b, a = base["per_type"][kind], adapter["per_type"][kind]
+        lines.append(f"| {TYPE_LABELS[kind]} F1 (P / R), support {a['support']} | {b['f1']:.3f} "
+                     f"({b['precision']:.2f} / {b['recall']:.2f}) | {a['f1']:.3f} "
+                     f"({a['precision']:.2f} / {a['recall']:.2f}) |")
+    lines += ["", f"Reference: answering \"present\" for every type scores macro F1 "
+              f"{results['baselines']['always_present']:.3f} on this split.", ""]
+    return "\n".join(lines)
+
+
+def write_results(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    for name in MODELS if "confusion" in results else ():
+        plot_confusion(results["confusion"][name]["matrices"], f"{name}: {results['n']} test images",
+                       out / f"confusion_{name}.png")
+
+
+def plot_confusion(matrices: dict[str, list[list[int]]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(DEGRADATION_TYPES), figsize=(4 * len(DEGRADATION_TYPES), 3.8))
+    for axis, kind in zip(axes, DEGRADATION_TYPES):
+        matrix = matrices[kind]
+        axis.imshow(matrix, cmap="Blues")
+        axis.set_title(TYPE_LABELS[kind])
+        axis.set_xticks(range(len(SEVERITIES)), SEVERITIES, rotation=45)
+        axis.set_yticks(range(len(SEVERITIES)), SEVERITIES)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        peak = max(max(row) for row in matrix) or 1
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                axis.text(j, i, count, ha="center", va="center", color="white" if count > peak / 2 else "black")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    from trl import TrlParser
+
+    # A recipe holds the other scripts' keys too (lora_r, reader_options...): those are not errors here.
+    (eval_config,) = TrlParser([EvalConfig]).parse_args_and_config(fail_with_unknown_args=False)
+    main(eval_config)

@@ -1,0 +1,263 @@
+"""Fine-tune a LoRA adapter for a task: QLoRA on CUDA, LoRA on CPU for the tiny stand-in.
+
+    python train/finetune.py --config train/recipes/degradation.yaml
+    python train/finetune.py --config train/recipes/tiny.yaml --base runs/tiny/base \
+        --dataset runs/tiny/data --output-dir runs/tiny/adapter
+    python train/finetune.py --config train/recipes/degradation.yaml --resume   # after a crash
+
+Every knob is a field of `FinetuneConfig` or `TrainingConfig` (transformers'
+`TrainingArguments` with this project's defaults) below; a YAML recipe sets them
+(`--config`, one per task in train/recipes/), the command line overrides the recipe.
+
+The recipe of the seeds, kept: the base in nf4 with double quantization and bf16
+compute (`inspector.model.quantization_config`), LoRA r=16, alpha=32, dropout 0.05 on
+the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
+accumulation. What this script adds: the loss on the answers only, the input built by
+`inspector.tasks.collate.TaskCollator` with the task's views and messages and
+`build_task_inputs` (what serving uses: for the degradation task, `make_views` and
+`build_inputs`), evaluation during training, TensorBoard logs, `--resume`, and an
+adapter folder the app loads as it is:
+
+    OUTPUT_DIR/adapter_config.json, adapter_model.safetensors   stock PEFT adapter
+    OUTPUT_DIR/inspector_task.json                              task, instruction, answer format, options
+    OUTPUT_DIR/training_config.yaml                             the resolved config
+    OUTPUT_DIR/checkpoints/checkpoint-N/                        for --resume
+    OUTPUT_DIR/runs/                                            TensorBoard (tensorboard --logdir OUTPUT_DIR/runs)
+
+Why `transformers.Trainer` and not TRL's `SFTTrainer`: the collator must be ours, so
+that training and serving build the input with one function. `SFTTrainer` accepts a
+custom collator, but then skips its dataset preparation, and its fused-LM-head loss and
+chat-template handling are machinery we would carry without using; `Trainer` with one
+collator module is the smaller, well-kept surface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import IntervalStrategy, TrainingArguments
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inspector.model import DEFAULT_BASE, InspectorConfig  # noqa: E402
+from inspector.tiny import LANGUAGE_LORA_TARGETS  # noqa: E402
+
+# The vision tower's linear layers (Qwen2-VL names them apart from the language model's).
+VISION_LORA_PATTERN = r"visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)"
+
+
+@dataclass
+class FinetuneConfig:
+    """The task, the data, the base and the adapter's shape; the trainer's knobs are `TrainingConfig`."""
+
+    task: str = field(default="degradation", metadata={"help": "a task of inspector.tasks (one recipe per task)"})
+    task_options: dict[str, Any] | str | None = None  # the task's options (JSON on the command line)
+    reader_options: dict[str, Any] | str | None = None  # build_dataset.py's; accepted so one recipe serves all
+    base_model: str = field(default=DEFAULT_BASE, metadata={
+        "aliases": ["--base"], "help": "base model: Hub repo id or local folder"})
+    base_revision: str | None = None
+    base_model_id: str | None = field(default=None, metadata={
+        "help": "base named in adapter_config.json; default: the Hub id, or 'local/<folder name>' for a folder"})
+    dataset_dir: str = field(default="data/degradation", metadata={
+        "aliases": ["--dataset"], "help": "folder written by train/build_dataset.py"})
+    max_train_samples: int | None = None  # a subset for quick runs
+    max_eval_samples: int | None = 64  # validation rows scored at each evaluation: each costs a forward pass
+    visual_token_budget: int = InspectorConfig.visual_token_budget  # must match serving; more: slower steps
+    device: str | None = None  # cuda or cpu; default: inspector.device decides
+    precision: str | None = None  # nf4 = QLoRA (the CUDA default); bf16 / fp32 = LoRA on unquantized weights
+    lora_r: int = 16  # rank: higher adapts more, costs memory and time
+    lora_alpha: int = 32  # the update is scaled by alpha / r
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LANGUAGE_LORA_TARGETS))
+    lora_vision: bool = False  # also adapt the vision tower; see lora_targets for what it costs at serving
+    resume: bool = False  # continue from the last checkpoint in OUTPUT_DIR/checkpoints
+
+    def __post_init__(self) -> None:
+        self.task_options = _as_mapping(self.task_options, "task_options")
+        self.reader_options = _as_mapping(self.reader_options, "reader_options")
+        if self.precision not in (None, "nf4", "bf16", "fp16", "fp32"):
+            raise ValueError(f"precision {self.precision!r}: use nf4 (QLoRA), bf16, fp16 or fp32")
+        if self.lora_r < 1 or not 0 <= self.lora_dropout < 1:
+            raise ValueError("lora_r must be >= 1 and lora_dropout in [0, 1)")
+
+
+@dataclass
+class TrainingConfig(TrainingArguments):
+    """`transformers.TrainingArguments` with this project's defaults: evaluation during training,
+    TensorBoard logs, and every data set column kept for the collator."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "the adapter folder (checkpoints/ and runs/ inside)"})
+    eval_strategy: IntervalStrategy | str = "steps"
+    eval_steps: float | None = 100
+    save_steps: float = 100
+    logging_steps: float = 10
+    report_to: None | str | list[str] = "tensorboard"
+    remove_unused_columns: bool = False  # the collator needs the image and the task's columns
+    # bf16 autocast where the GPU has it (the QLoRA paper's compute dtype); never on CPU, where
+    # transformers refuses it without use_cpu and the tiny trains in fp32.
+    bf16: bool = field(default_factory=lambda: _cuda_has_bf16())
+    dataloader_pin_memory: bool = field(default_factory=lambda: _cuda())  # pinned memory only helps a GPU
+
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ValueError("--output-dir is required: the folder the adapter is written to")
+        super().__post_init__()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cuda_has_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _as_mapping(value, name: str) -> dict[str, Any]:
+    if value is None or isinstance(value, dict):
+        return dict(value or {})
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a mapping (JSON on the command line), got {value!r}") from error
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a mapping, got {value!r}")
+    return parsed
+
+
+def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
+    """Train and save the adapter to `args.output_dir`; returns that folder."""
+    from datasets import load_from_disk
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from inspector.device import choose_runtime
+    from inspector.hub import is_local
+    from inspector.model import load_base
+    from inspector.tasks import get_task
+    from inspector.tasks.collate import TaskCollator
+
+    out = Path(args.output_dir)
+    checkpoints = out / "checkpoints"
+    last_checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    check_resume(config, out, last_checkpoint)
+    base_model_id = config.base_model_id or (
+        f"local/{Path(config.base_model).name}" if is_local(config.base_model) else config.base_model)
+    resolved = {**asdict(config), "base_model_id": base_model_id, **training_arguments(args)}
+    print(yaml.safe_dump(resolved, sort_keys=False), end="")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "training_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    # Dataset
+    dataset = load_from_disk(config.dataset_dir)
+    task = get_task(config.task, **config.task_options).for_dataset(dataset)
+    train_rows = subset(dataset["train"], config.max_train_samples, args.seed)
+    eval_rows = subset(dataset["validation"], config.max_eval_samples, args.seed)
+
+    # Model
+    runtime = choose_runtime(config.device, config.precision)
+    print(f"runtime: {runtime.describe()}")
+    model, processor = load_base(config.base_model, config.base_revision, runtime)
+    if runtime.quantized:
+        # Freezes the base, upcasts its unquantized weights (norms, embeddings, vision tower) to fp32
+        # for stable gradients, and enables gradient checkpointing: the standard QLoRA preparation.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=lora_targets(config), task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    model.print_trainable_parameters()
+    collator = TaskCollator(processor, task, config.visual_token_budget)
+    sanity_check(collator, train_rows, processor)
+
+    # Training
+    args.output_dir = str(checkpoints)
+    args.label_names = ["labels"]
+    if "tensorboard" in (args.report_to or []):
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "runs")
+    trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_rows,
+                      eval_dataset=eval_rows if args.eval_strategy != "no" else None)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint if config.resume else None)
+    print(f"trained {result.global_step} steps in {time.perf_counter() - started:.1f} s, "
+          f"final train loss {result.training_loss:.4f}")
+    save_adapter(trainer.model, out, base_model_id, task)
+    return out
+
+
+def check_resume(config: FinetuneConfig, out: Path, last_checkpoint: str | None) -> None:
+    if config.resume and last_checkpoint is None:
+        raise FileNotFoundError(f"--resume: no checkpoint-N folder in {out / 'checkpoints'}; "
+                                "start without --resume")
+    if not config.resume and last_checkpoint is not None:
+        raise FileExistsError(f"{out} already holds checkpoints ({Path(last_checkpoint).name}); pass --resume to "
+                              "continue that run, or choose another --output-dir")
+
+
+def lora_targets(config: FinetuneConfig) -> list[str] | str:
+    """The language model's projections; with `lora_vision`, one regex that adds the vision tower's.
+
+    The vision tower's LoRA trains fine, but PEFT's mixed base+adapter batches (one generate
+    for both reports, `inspector.model.Inspector`) split every adapted layer's input by
+    batch row, and the vision tower's rows are patches: an adapter with vision LoRA must be
+    served alone, never in the app's mixed batch.
+    """
+    if not config.lora_vision:
+        return list(config.target_modules)
+    language = "|".join(config.target_modules)
+    return rf".*language_model.*\.({language})|.*{VISION_LORA_PATTERN}"
+
+
+def subset(rows, limit: int | None, seed: int):
+    if limit is None or limit >= len(rows):
+        return rows
+    return rows.shuffle(seed=seed).select(range(limit))
+
+
+def sanity_check(collator, rows, processor) -> None:
+    """Collate two rows before the long run: the loss must see the answer, and only the answer."""
+    batch = collator([rows[index] for index in range(min(2, len(rows)))])
+    supervised = batch["labels"][0][batch["labels"][0] != -100]
+    if len(supervised) == 0:
+        raise RuntimeError("the first training row has no supervised tokens: check the chat template")
+    print(f"input: {batch['input_ids'].shape[1]} tokens per row ({int(batch['image_grid_thw'].shape[0])} views "
+          f"in 2 rows); loss on {len(supervised)} tokens: {processor.tokenizer.decode(supervised)!r}")
+
+
+def save_adapter(model, out: Path, base_model_id: str, task) -> None:
+    """The adapter folder the app and `PeftModel.from_pretrained` load; no processor, no checkpoint."""
+    model.save_pretrained(str(out))
+    # The base it names: never this machine's path (the folder is published and loaded elsewhere).
+    # Set after saving: PEFT would otherwise look that name up to check the vocabulary.
+    config_path = out / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = base_model_id
+    config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    task.save_config(out)  # inspector_task.json: the app serves the adapter with this task's prompt and parser
+    print(f"adapter written to {out}")
+
+
+def training_arguments(args) -> dict:
+    """The TrainingArguments worth saving: all of them, as plain YAML values."""
+    values = args.to_dict()
+    return {key: value for key, value in values.items() if not key.startswith("_") and not key.endswith("_token")}
+
+
+if __name__ == "__main__":
+    from trl import TrlParser
+
+    finetune_config, training_args = TrlParser([FinetuneConfig, TrainingConfig]).parse_args_and_config()
+    main(finetune_config, training_args)
