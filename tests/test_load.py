@@ -30,11 +30,15 @@ def call(url: str, photo) -> str:
     return "answered" if result["adapter"]["verdict"] != "unavailable" else f"broken: {result}"
 
 
-def test_concurrent_clients_are_answered_or_told_to_retry(small_queue_server, photo):
+def test_concurrent_clients_are_answered_or_told_to_retry(small_queue_server, photo, capsys):
+    started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
         outcomes = list(pool.map(lambda _: call(small_queue_server.url, photo), range(CLIENTS)))
     answered = outcomes.count("answered")
     refused = [outcome for outcome in outcomes if outcome.startswith("refused")]
+    with capsys.disabled():
+        print(f"\nload: {CLIENTS} concurrent clients, queue of 4: {answered} answered, {len(refused)} told to "
+              f"retry, in {time.monotonic() - started:.0f} s")
     assert answered + len(refused) == CLIENTS, outcomes  # nothing lost, nothing broken
     assert answered >= 4, outcomes  # at least the queue's worth is served
     for outcome in refused:
