@@ -77,7 +77,7 @@ class FinetuneConfig:
     lora_alpha: int = 32  # the update is scaled by alpha / r
     lora_dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(LANGUAGE_LORA_TARGETS))
-    lora_vision: bool = False  # also adapt the vision tower; see lora_targets for what it costs at serving
+    lora_vision: bool = False  # also adapt the vision tower: then it cannot be served in the app's mixed batch
     resume: bool = False  # continue from the last checkpoint in OUTPUT_DIR/checkpoints
 
     def __post_init__(self) -> None:
@@ -105,7 +105,6 @@ class TrainingConfig(TrainingArguments):
     # transformers refuses it without use_cpu and the tiny trains in fp32.
     bf16: bool = field(default_factory=lambda: _cuda_has_bf16())
     dataloader_pin_memory: bool = field(default_factory=lambda: _cuda())  # pinned memory only helps a GPU
-
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -210,13 +209,15 @@ def check_resume(config: FinetuneConfig, out: Path, last_checkpoint: str | None)
 def lora_targets(config: FinetuneConfig) -> list[str] | str:
     """The language model's projections; with `lora_vision`, one regex that adds the vision tower's.
 
-    The vision tower's LoRA trains fine, but PEFT's mixed base+adapter batches (one generate
-    for both reports, `inspector.model.Inspector`) split every adapted layer's input by
-    batch row, and the vision tower's rows are patches: an adapter with vision LoRA must be
-    served alone, never in the app's mixed batch.
+    The vision tower's LoRA trains fine, but the app's one generate for both reports
+    (`inspector.model.Inspector.generate`) runs the vision tower once for an image's base
+    and adapter rows, and PEFT's mixed batches split an adapted layer's input by batch row
+    where the vision tower's rows are patches: an adapter with vision LoRA must be served
+    alone, never in the app's side-by-side batch.
     """
     if not config.lora_vision:
         return list(config.target_modules)
+    print("warning: lora_vision adapts the vision tower; serve this adapter alone, not in the app's mixed batch")
     language = "|".join(config.target_modules)
     return rf".*language_model.*\.({language})|.*{VISION_LORA_PATTERN}"
 
