@@ -54,6 +54,17 @@ def photo(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def server(tiny_model, tiny_adapter, tmp_path_factory):
+    """The real app (`python app.py`) on 127.0.0.1 with the tiny model and adapter, per test module."""
+    from appserver import AppServer
+
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with AppServer(log, INSPECTOR_BASE_MODEL=str(tiny_model), INSPECTOR_ADAPTER=str(tiny_adapter),
+                   INSPECTOR_DTYPE="fp32", INSPECTOR_MAX_NEW_TOKENS="12") as running:
+        yield running
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child process: offline, quiet, this checkout importable."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **extra)

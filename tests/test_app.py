@@ -10,14 +10,6 @@ from appserver import AppServer
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, tiny_adapter, tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with AppServer(log, INSPECTOR_BASE_MODEL=str(tiny_model), INSPECTOR_ADAPTER=str(tiny_adapter),
-                   INSPECTOR_DTYPE="fp32", INSPECTOR_MAX_NEW_TOKENS="12") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def offline_server(tmp_path_factory):
     """The app with the default (Hub) model names, offline: it must start and explain."""
     log = tmp_path_factory.mktemp("app-offline") / "app.log"

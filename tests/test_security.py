@@ -42,16 +42,6 @@ def test_remote_code_is_never_trusted(tiny_model, tmp_path):
     assert not marker.exists()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model, tiny_adapter, tmp_path_factory):
-    from appserver import AppServer
-
-    log = tmp_path_factory.mktemp("security") / "app.log"
-    with AppServer(log, INSPECTOR_BASE_MODEL=str(tiny_model), INSPECTOR_ADAPTER=str(tiny_adapter),
-                   INSPECTOR_DTYPE="fp32", INSPECTOR_MAX_NEW_TOKENS="4") as running:
-        yield running
-
-
 @pytest.mark.parametrize("target", ["/etc/passwd", "app.py", "inspector/model.py", "../../etc/hostname"])
 def test_only_our_files_are_served(server, target):
     from conftest import ROOT
