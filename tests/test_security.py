@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from inspector.hub import Unavailable
-from inspector.model import Inspector, InspectorConfig, load_base
+from inspector.model import load_base
 
 
 def test_pickled_weights_are_refused(tiny_model, tmp_path):
