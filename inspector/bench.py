@@ -36,7 +36,7 @@ class Setting:
     """One way of producing a side-by-side report; the levers are its fields."""
 
     name: str
-    precision: str  # bf16 / fp32 on CPU, nf4 on CUDA
+    precision: str  # int8 / bf16 / fp32 on CPU, nf4 on CUDA
     views: str  # "native": our global view + native crops; "processor": whole image, processor's default budget
     answer_tokens: int  # forced generation length per report
     batched: bool  # base and adapter in one generate (mixed adapters), or two calls
@@ -55,11 +55,13 @@ def settings(fast_precision: str) -> list[Setting]:
         replace(ours, name="lever: two generate calls", batched=False),
         replace(ours, name="lever: vision tower run per row", share_vision=False),
         replace(ours, name="lever: twice the visual tokens", visual_token_budget=2 * ours.visual_token_budget),
+        replace(ours, name="lever: half the visual tokens", visual_token_budget=ours.visual_token_budget // 2),
         replace(ours, name="lever: static cache", cache="static"),
     ]
-    if fast_precision in ("bf16", "fp32"):
-        other = "fp32" if fast_precision == "bf16" else "bf16"
-        levers.insert(0, replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other))
+    if fast_precision in ("int8", "bf16", "fp32"):
+        others = [other for other in ("int8", "bf16", "fp32") if other != fast_precision]
+        levers[:0] = [replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other)
+                      for other in others]
     return [ours, seed, *levers]
 
 
@@ -79,6 +81,8 @@ def build_model(shape: str, precision: str, processor, seed: int = 0):
     for key, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
                        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
         setattr(config, key, tokenizer.convert_tokens_to_ids(token))
+    from inspector.model import quantize_int8
+
     runtime = Runtime("cuda" if precision == "nf4" else "cpu", precision, "benchmark")
     torch.manual_seed(seed)
     if runtime.quantized:  # nf4 weights are made by loading: save the random model, load it quantized
@@ -91,7 +95,10 @@ def build_model(shape: str, precision: str, processor, seed: int = 0):
         model = Qwen2VLForConditionalGeneration._from_config(config, dtype=runtime.torch_dtype,
                                                               attn_implementation="sdpa")
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval(), runtime
+    model = get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval()
+    if runtime.int8:
+        quantize_int8(model)
+    return model, runtime
 
 
 def bench_photo(size: tuple[int, int], folder: Path) -> Path:
@@ -179,7 +186,6 @@ def machine() -> str:
 
 def run_bench(shape: str = "2b", image: str | None = None) -> dict:
     from inspector.device import choose_runtime
-    from inspector.model import Inspector, InspectorConfig
     from inspector.tiny import build_tiny
 
     fast = choose_runtime().precision
@@ -191,48 +197,76 @@ def run_bench(shape: str = "2b", image: str | None = None) -> dict:
                "load_average": os.getloadavg()[0]}
     if not torch.cuda.is_available():
         results.update(matmul_gflops())
-    inspectors = {}
-    for setting in settings(fast):
-        if setting.precision not in inspectors:
-            started = time.perf_counter()
-            if shape == "2b":
-                from transformers import AutoProcessor
-
-                processor = AutoProcessor.from_pretrained(tiny)
-                model, runtime = build_model(shape, setting.precision, processor)
-            else:
-                loaded = Inspector.load(InspectorConfig(base=str(tiny), adapter=None, precision=setting.precision))
-                processor, runtime = loaded.processor, loaded.runtime
-                from inspector.tiny import build_tiny_adapter
-                from inspector.model import attach_adapter
-
-                model = attach_adapter(loaded.model, build_tiny_adapter(tiny, work / "adapter"))
-            inspectors[setting.precision] = Inspector(model, processor, runtime, InspectorConfig(), True)
-            results[f"load_s_{setting.precision}"] = round(time.perf_counter() - started, 1)
-            time_setting(inspectors[setting.precision], replace(setting, answer_tokens=2), photos["1024x768"])
-        row = asdict(setting)
-        try:
-            row["1024x768"] = time_setting(inspectors[setting.precision], setting, photos["1024x768"])
-            if setting.name in ("ours", "seed-style baseline"):
-                row["12MP"] = time_setting(inspectors[setting.precision], setting, photos["12MP"])
-        except Exception as error:  # noqa: BLE001 - a lever that does not run on this version is a finding
-            row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
-        log.info("%s", row)
-        print(f"  {setting.name}: {row.get('1024x768', row.get('error'))}", file=sys.stderr, flush=True)
-        results["settings"].append(row)
-    results.update(time_prefill_decode(inspectors[fast], photos["1024x768"]))
-    results.update(peak_memory_gb())
+    planned = settings(fast)
+    rows: dict[str, dict] = {}
+    # One precision's model at a time (the fp32 2B alone is 9 GB), the fast one first, so its
+    # memory figures are taken before any other model was built.
+    for precision in dict.fromkeys(setting.precision for setting in planned):
+        started = time.perf_counter()
+        inspector = _load(shape, precision, tiny, work)
+        results[f"load_s_{precision}"] = round(time.perf_counter() - started, 1)
+        time_setting(inspector, replace(planned[0], precision=precision, answer_tokens=2), photos["1024x768"])
+        for setting in (setting for setting in planned if setting.precision == precision):
+            rows[setting.name] = _timed_row(inspector, setting, photos)
+        if precision == fast:
+            results.update(time_prefill_decode(inspector, photos["1024x768"]))
+            results.update(peak_memory_gb())
+            results["resident_gb"] = resident_gb()
+        del inspector
+    results["settings"] = [rows[setting.name] for setting in planned]
+    results["load_average_end"] = os.getloadavg()[0]
     ours, seed = results["settings"][0], results["settings"][1]
     if "error" not in ours and "error" not in seed:
         results["speedup_vs_seed"] = round(seed["1024x768"]["seconds"] / ours["1024x768"]["seconds"], 1)
     return results
 
 
+def _load(shape: str, precision: str, tiny: Path, work: Path):
+    """An Inspector with a LoRA adapter in `precision`: the 2B shape random-initialised, or the tiny."""
+    from inspector.model import Inspector, InspectorConfig
+
+    if shape == "2b":
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(tiny)
+        model, runtime = build_model(shape, precision, processor)
+        return Inspector(model, processor, runtime, InspectorConfig(), True)
+    from inspector.tiny import build_tiny_adapter
+
+    adapter = work / "adapter"
+    if not adapter.exists():
+        build_tiny_adapter(tiny, adapter)
+    return Inspector.load(InspectorConfig(base=str(tiny), adapter=str(adapter), adapter_revision=None,
+                                          precision=precision))
+
+
+def _timed_row(inspector, setting: Setting, photos: dict[str, Path]) -> dict:
+    row = asdict(setting)
+    try:
+        row["1024x768"] = time_setting(inspector, setting, photos["1024x768"])
+        if setting.name == "ours":  # the seed's default pixel budget makes a 12 MP photo ~15k visual tokens
+            row["12MP"] = time_setting(inspector, setting, photos["12MP"])
+    except Exception as error:  # noqa: BLE001 - a lever that does not run on this version is a finding
+        row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
+    log.info("%s", row)
+    print(f"  {setting.name}: {row.get('1024x768', row.get('error'))}", file=sys.stderr, flush=True)
+    return row
+
+
+def resident_gb() -> float:
+    """Resident memory now (Linux), after the load-time peak has passed."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**30, 2)
+
+
 def render_table(results: dict) -> str:
     ours = results["settings"][0]["1024x768"]["seconds"] if "1024x768" in results["settings"][0] else None
     rates = ", ".join(f"{key[-4:]} {value}" for key, value in results.items() if key.startswith("matmul"))
     lines = [f"machine: {results['machine']}; shape: {results['shape']}; load average at start "
-             f"{results['load_average']:.1f}; matmul GFLOPS: {rates}",
+             f"{results['load_average']:.1f}, at end {results.get('load_average_end', float('nan')):.1f}; matmul GFLOPS: {rates}",
              "| setting | precision | view | visual tokens | prompt tokens | answer tokens | calls | "
              "1024x768 s | vs ours | 12 MP s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -246,7 +280,8 @@ def render_table(results: dict) -> str:
         lines.append(f"| {row['name']} | {row['precision']} | {row['views']} | {small['visual_tokens']} | "
                      f"{small['prompt_tokens']} | {row['answer_tokens']} | {1 if row['batched'] else 2} | "
                      f"{small['seconds']} | {ratio} | {large['seconds'] if large else ''} |")
-    memory = ", ".join(f"{key} {value}" for key, value in results.items() if key.startswith("peak"))
+    memory = ", ".join(f"{key} {value}" for key, value in results.items()
+                       if key.startswith("peak") or key == "resident_gb")
     lines.append(f"\nprefill (batch 2) {results['prefill_s']} s, decode {results['decode_tokens_per_s']} "
                  f"tokens/s; {memory}; speed-up vs seed-style: {results.get('speedup_vs_seed')}x")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                           "(env INSPECTOR_ADAPTER)")
     parser.add_argument("--adapter-revision", help="adapter revision: tag or commit (env INSPECTOR_ADAPTER_REVISION)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="override the device (env INSPECTOR_DEVICE)")
-    parser.add_argument("--precision", choices=["nf4", "bf16", "fp16", "fp32"],
+    parser.add_argument("--precision", choices=["nf4", "int8", "bf16", "fp16", "fp32"],
                         help="override the precision (env INSPECTOR_DTYPE)")
     parser.add_argument("--visual-tokens", type=int, dest="visual_token_budget",
                         help="visual tokens per image (env INSPECTOR_VISUAL_TOKENS)")

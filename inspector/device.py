@@ -3,12 +3,16 @@
 - CUDA: the base model in nf4 (bitsandbytes, double quant, bf16 compute), placed at
   load time with `device_map` (a 4-bit model must never be moved with `.to()`).
 - CPU: bf16 where the CPU computes it natively (AVX512-BF16 or AMX): there bf16 halved
-  prefill time and tripled decode speed against fp32 (DESIGN.md). fp32 elsewhere:
-  without those instructions bf16 matmuls are converted on the fly, and on an
-  AVX-512 (VNNI) Xeon here a bf16 matmul ran at 12 GFLOPS against 39 for fp32.
+  prefill time and tripled decode speed against fp32 (DESIGN.md). Elsewhere int8: the
+  weights of every Linear layer in int8 per output channel, activations quantized per
+  call (PyTorch dynamic quantization, fbgemm/oneDNN kernels). Without native bf16 a bf16
+  matmul is converted on the fly (46 GFLOPS against 143 for fp32 on the AVX-512 VNNI
+  Xeon here), while an int8 Linear of the 2B's MLP shape ran 5x faster than fp32 at one
+  token and 2.7x at 220 (`python -m inspector bench` measures the whole report).
+- fp32: CPUs where PyTorch has no int8 engine.
 
-Overrides: `INSPECTOR_DEVICE` (`cuda`, `cpu`) and `INSPECTOR_DTYPE` (`nf4`, `bf16`,
-`fp16`, `fp32`), or the arguments of `choose_runtime`.
+Overrides: `INSPECTOR_DEVICE` (`cuda`, `cpu`) and `INSPECTOR_DTYPE` (`nf4`, `int8`,
+`bf16`, `fp16`, `fp32`), or the arguments of `choose_runtime`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import torch
 log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-QUANTIZATIONS = ("nf4",)
+QUANTIZATIONS = ("nf4",)  # applied by bitsandbytes at load time
+INT8 = "int8"  # applied after loading (and after the adapter is attached), CPU only
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class Runtime:
     """Where and in what precision the model runs, and why."""
 
     device: str
-    precision: str  # "nf4", "bf16", "fp16" or "fp32"
+    precision: str  # "nf4", "int8", "bf16", "fp16" or "fp32"
     reason: str
 
     @property
@@ -38,8 +43,14 @@ class Runtime:
         return self.precision in QUANTIZATIONS
 
     @property
+    def int8(self) -> bool:
+        return self.precision == INT8
+
+    @property
     def torch_dtype(self) -> torch.dtype:
         """The dtype of the unquantized weights and of the compute."""
+        if self.int8:
+            return torch.float32  # what is loaded before quantizing, and what the other layers compute in
         return torch.bfloat16 if self.quantized else DTYPES[self.precision]
 
     def describe(self) -> str:
@@ -62,14 +73,22 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_has_int8_engine() -> bool:
+    """True where PyTorch has a fast int8 engine for dynamic quantization (x86: fbgemm/oneDNN)."""
+    return "x86" in torch.backends.quantized.supported_engines
+
+
 def choose_runtime(device: str | None = None, precision: str | None = None) -> Runtime:
     """Pick the device and precision; arguments beat environment beat detection."""
     device = device or os.environ.get("INSPECTOR_DEVICE") or None
     precision = precision or os.environ.get("INSPECTOR_DTYPE") or None
     if device not in (None, "cpu", "cuda"):
         raise ValueError(f"device {device!r} is not supported; use 'cuda' or 'cpu' (INSPECTOR_DEVICE)")
-    if precision not in (None, "nf4", *DTYPES):
-        raise ValueError(f"precision {precision!r} is not supported; use nf4, bf16, fp16 or fp32 (INSPECTOR_DTYPE)")
+    if precision not in (None, "nf4", INT8, *DTYPES):
+        raise ValueError(f"precision {precision!r} is not supported; use nf4, int8, bf16, fp16 or fp32 "
+                         "(INSPECTOR_DTYPE)")
+    if precision == INT8 and (device == "cuda" or (device is None and torch.cuda.is_available())):
+        raise ValueError("int8 is the CPU precision; on a CUDA GPU use nf4 (or set INSPECTOR_DEVICE=cpu)")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("INSPECTOR_DEVICE=cuda but no CUDA GPU is visible; unset it to run on the CPU")
 
@@ -84,7 +103,9 @@ def choose_runtime(device: str | None = None, precision: str | None = None) -> R
         runtime = Runtime(device, "nf4", f"{why_device}; nf4 keeps the 2B model under 4 GB of VRAM")
     elif cpu_has_native_bf16():
         runtime = Runtime(device, "bf16", f"{why_device}; the CPU computes bf16 natively")
+    elif cpu_has_int8_engine():
+        runtime = Runtime(device, INT8, f"{why_device}; no native bf16, and int8 Linear layers beat fp32 here")
     else:
-        runtime = Runtime(device, "fp32", f"{why_device}; the CPU has no native bf16, where fp32 is faster")
+        runtime = Runtime(device, "fp32", f"{why_device}; neither native bf16 nor an int8 engine")
     log.info("runtime: %s", runtime.describe())
     return runtime

@@ -162,6 +162,8 @@ class Inspector:
             except Unavailable as error:
                 notices.append(f"Adapter not loaded, the base model serves alone: {error}")
                 log.info(notices[-1])  # callers show notices (CLI: stderr, app: the page)
+        if runtime.int8:
+            quantize_int8(model)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
                  runtime.describe(), time.perf_counter() - started)
         return cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
@@ -262,6 +264,30 @@ def read_task(adapter_folder: Path):
         return load_task(adapter_folder)
     except (ValueError, KeyError) as error:
         raise Unavailable(f"the adapter's task file cannot be used: {error}") from error
+
+
+def quantize_int8(model) -> int:
+    """Dynamic int8 of the base model's Linear layers, in place; returns how many.
+
+    PyTorch's dynamic quantization: weights in int8 per output channel, activations
+    quantized on the fly per call, fbgemm/oneDNN int8 kernels (VNNI). The vision tower,
+    the language model and the output head are quantized; LoRA's own A/B layers stay in
+    fp32 (they are small, and the adapter's update is what it trained). PEFT keeps working:
+    its LoRA layer calls its base layer as a module, whatever that module is. Applied
+    after the adapter is attached, since PEFT only wraps plain Linear layers.
+    """
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    targets = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+               if type(module) is torch.nn.Linear and ".lora_" not in name}
+    with warnings.catch_warnings():  # torch.ao's notice that it moves to torchao; the kernels are the same
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*(torch.ao.quantization|quantize_per_tensor).*")
+        quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
+    log.info("int8: %d Linear layers quantized", len(targets))
+    return len(targets)
 
 
 def attach_adapter(model, adapter_folder: Path):
