@@ -468,12 +468,9 @@ def _read_object(obj: Mapping, depth: int = 0) -> _Finding:
     finding = _Finding()
     for key, value in obj.items():
         name = _normalise(key)
-        kind = _type_of(name)
-        if kind is not None:
-            severity = _severity_for_key(name, value)
-            if severity is not None:
-                finding.add(kind, severity)
-        elif name in _LIST_KEYS and depth < _MAX_DEPTH:
+        if _add_typed_pair(finding, name, value):
+            continue
+        if name in _LIST_KEYS and depth < _MAX_DEPTH:
             finding.merge(_read_container(value, depth + 1))
         elif name in _EXPLANATION_KEYS and isinstance(value, str) and value.strip():
             finding.explanation = finding.explanation or value.strip()
@@ -485,6 +482,18 @@ def _read_object(obj: Mapping, depth: int = 0) -> _Finding:
     if item is not None:
         finding.add(*item)
     return finding
+
+
+def _add_typed_pair(finding: _Finding, name: str, value: Any) -> bool:
+    """A `"blur": <severity>` pair, from a parsed object or a cut-short text: added to `finding`.
+    False when `name` is no degradation type (the caller reads it as another key)."""
+    kind = _type_of(name)
+    if kind is None:
+        return False
+    severity = _severity_for_key(name, value)
+    if severity is not None:
+        finding.add(kind, severity)
+    return True
 
 
 def _read_item(obj: Mapping) -> tuple[str, str] | None:
@@ -538,12 +547,9 @@ def _find_in_pairs(text: str) -> _Finding:
     pending_type: str | None = None  # list form: "type" seen, waiting for its "severity"
     for key, value in _pairs(text):
         name = _normalise(key)
-        kind = _type_of(name)
-        if kind is not None:
-            severity = _severity_for_key(name, value)
-            if severity is not None:
-                finding.add(kind, severity)
-        elif name in _ITEM_TYPE_KEYS and isinstance(value, str):
+        if _add_typed_pair(finding, name, value):
+            continue
+        if name in _ITEM_TYPE_KEYS and isinstance(value, str):
             pending_type = _type_of(_normalise(value))
         elif name in _ITEM_SEVERITY_KEYS and pending_type is not None:
             severity = _severity_of_value(value)
