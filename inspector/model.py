@@ -21,6 +21,7 @@ from inspector.hub import Unavailable, explain_hub_error, is_local, resolve_adap
 from inspector.images import load_image, make_views
 from inspector.prompts import DEFAULT_INSTRUCTION, build_inputs, build_task_inputs
 from inspector.report import Report, parse_report
+from inspector.vision import image_features
 
 log = logging.getLogger(__name__)
 
@@ -206,19 +207,7 @@ class Inspector:
 
     def encode_views_once(self, views_per_sample: list[list]):
         """Vision-tower features for every row, computing each distinct views list once."""
-        distinct = list({id(views): views for views in views_per_sample}.values())
-        images = [view for views in distinct for view in views]
-        encoded = self.processor.image_processor(images=images, return_tensors="pt").to(self.model.device)
-        vision = self.model.get_base_model() if self.has_adapter else self.model
-        features = vision.model.get_image_features(encoded["pixel_values"], encoded["image_grid_thw"],
-                                                   return_dict=True)
-        per_image = list(features.pooler_output)
-        starts, start = {}, 0
-        for views in distinct:
-            starts[id(views)], start = start, start + len(views)
-        features.pooler_output = tuple(per_image[starts[id(views)] + index]
-                                       for views in views_per_sample for index in range(len(views)))
-        return features
+        return image_features(self.model, self.processor, views_per_sample)
 
     def inspect(self, images: list) -> list[Inspection]:
         """Base and adapter reports for each image, all from one generate call."""

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from inspector.tasks.base import build_task_inputs, render_chat
+from inspector.vision import image_features
 
 END_OF_TURN = "<|im_end|>"
 
@@ -178,13 +179,9 @@ def _next_positions(model, prompt) -> torch.Tensor:
 
 
 class _SharedVision:
-    """Vision-tower features of the latest views, reused for every adapter row and for every
-    request that shows the same views object (the ten rounds of one VisDial dialogue).
-
-    The vision tower is a third of a 2B prefill, and a LoRA on the language model does not
-    change its output, so base and adapter rows, and consecutive questions about one
-    image, need it once.
-    """
+    """Vision-tower features of the latest views (`inspector.vision`), reused for every adapter
+    row and for every request that shows the same views object (the ten rounds of one
+    VisDial dialogue)."""
 
     def __init__(self, model, processor) -> None:
         self.model, self.processor = model, processor
@@ -194,10 +191,7 @@ class _SharedVision:
 
     def features(self, views: list[Image.Image], rows: int):
         if self.key != id(views):
-            inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-            encoded = self.processor.image_processor(images=views, return_tensors="pt").to(self.model.device)
-            self.output = inner.model.get_image_features(encoded["pixel_values"], encoded["image_grid_thw"],
-                                                         return_dict=True)
+            self.output = image_features(self.model, self.processor, [views])
             self.key, self.per_image = id(views), tuple(self.output.pooler_output)
         shared = copy.copy(self.output)
         shared.pooler_output = self.per_image * rows
