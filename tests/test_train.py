@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from datasets import Image as ImageFeature, load_from_disk
 
@@ -109,15 +110,21 @@ def test_dataset_needs_exactly_one_source(tmp_path):
 # -- collator
 
 
-def test_collator_trains_on_the_answer_and_end_of_turn_only(tiny_model, small_dataset):
+def degradation_collator(tiny_model):
     from transformers import AutoProcessor
 
-    from inspector.collate import DegradationCollator
+    from inspector.tasks import get_task
+    from inspector.tasks.collate import TaskCollator
 
     processor = AutoProcessor.from_pretrained(tiny_model)
+    return processor, TaskCollator(processor, get_task("degradation"), visual_token_budget=64)
+
+
+def test_collator_trains_on_the_answer_and_end_of_turn_only(tiny_model, small_dataset):
+    processor, collator = degradation_collator(tiny_model)
     rows = load_from_disk(str(small_dataset))["train"].select(range(3))
     short = dict(rows[1], answer='{"x":1}')  # rows of different lengths: left padding in play
-    batch = DegradationCollator(processor, visual_token_budget=64)([rows[0], short, rows[2]])
+    batch = collator([rows[0], short, rows[2]])
     for labels, ids, answer in zip(batch["labels"], batch["input_ids"], [rows[0]["answer"], '{"x":1}',
                                                                            rows[2]["answer"]]):
         kept = labels[labels != -100]
@@ -127,30 +134,29 @@ def test_collator_trains_on_the_answer_and_end_of_turn_only(tiny_model, small_da
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
 
 
-def test_task_collator_builds_the_degradation_collators_batch(tiny_model, small_dataset):
-    from transformers import AutoProcessor
+def test_training_batch_is_the_serving_input_plus_the_answer(tiny_model, small_dataset):
+    """Training and serving build the model input with the same function and views."""
+    from inspector.images import load_image, make_views
+    from inspector.prompts import build_inputs
 
-    from inspector.collate import DegradationCollator
-    from inspector.tasks import get_task
-    from inspector.tasks.collate import TaskCollator
-
-    processor = AutoProcessor.from_pretrained(tiny_model)
+    processor, collator = degradation_collator(tiny_model)
     rows = [load_from_disk(str(small_dataset))["train"][index] for index in range(2)]
-    one = DegradationCollator(processor, visual_token_budget=64)(rows)
-    two = TaskCollator(processor, get_task("degradation"), visual_token_budget=64)(rows)
-    for key in ("input_ids", "attention_mask", "labels", "pixel_values", "image_grid_thw"):
-        assert (one[key] == two[key]).all(), key
+    batch = collator(rows)
+    views = [make_views(load_image(row["image"]), 64) for row in rows]
+    served = build_inputs(processor, views, DEFAULT_INSTRUCTION, answers=[row["answer"] for row in rows])
+    for key in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw"):
+        assert torch.equal(batch[key], served[key]), key
+    prompt = build_inputs(processor, views[:1], DEFAULT_INSTRUCTION)["input_ids"][0]
+    first = batch["input_ids"][0][batch["attention_mask"][0].bool()]
+    assert torch.equal(first[:len(prompt)], prompt), "the training row starts with the served prompt"
 
 
 def test_collator_uses_the_serving_views(tiny_model, small_dataset):
-    from transformers import AutoProcessor
-
-    from inspector.collate import DegradationCollator
     from inspector.images import make_views, view_tokens
 
-    processor = AutoProcessor.from_pretrained(tiny_model)
+    processor, collator = degradation_collator(tiny_model)
     row = load_from_disk(str(small_dataset))["train"][0]
-    batch = DegradationCollator(processor, visual_token_budget=64)([row])
+    batch = collator([row])
     image_tokens = int((batch["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum())
     assert image_tokens == view_tokens(make_views(row["image"], 64))
 
