@@ -5,6 +5,8 @@
     root = write_class_folders(tmp_path / "raw_data")        # raw_data/0_irrelevant/..., 1_weapons/...
     dataset = get_task("classification").read(root, seed=0)
 
+    python tests/fixtures_tasks.py visdial /tmp/visdial      # a recipe's small source, from the shell
+
 No download is possible where this project is tested, so these stand in for the
 published data sets, in their published layouts (see each function). The pictures are
 simple drawings that carry the label (a class colour, N figures, the bars of a chart),
@@ -256,3 +258,31 @@ def write_visdial(root: Path, dialogs: dict[str, int] | None = None, rounds: int
     if annotations:
         (root / "visdial_1.0_val_dense_annotations.json").write_text(json.dumps(annotations))
     return root
+
+
+# --------------------------------------------------------------------------- one small source per recipe
+
+# The smallest data each recipe's lifecycle runs on (tests/test_recipes.py): every split
+# non-empty, every class and count in the test split, VisDial's 100 candidates a round.
+SMALL_SOURCES = {
+    "classification": lambda root: write_class_folders(root, counts={"0_irrelevant": 8, "1_weapons": 3,
+                                                                     "2_drugs": 4}),
+    "counting": lambda root: write_counting(root, frames=15, max_count=2),
+    "chartqa": lambda root: write_chartqa_hub(root, sizes={"train": 4, "val": 2, "test": 3}),
+    "visdial": lambda root: write_visdial(root, dialogs={"train": 4, "val": 2}, rounds=2, options=100),
+}
+
+
+def write_small_source(task: str, root: Path) -> Path:
+    """A small data folder in the real layout the recipe of `task` reads (`--source`)."""
+    if task not in SMALL_SOURCES:
+        raise ValueError(f"no small source for task {task!r}; there is one for: {', '.join(SMALL_SOURCES)}")
+    return SMALL_SOURCES[task](Path(root))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: python tests/fixtures_tasks.py {{{','.join(SMALL_SOURCES)}}} FOLDER")
+    print(write_small_source(sys.argv[1], Path(sys.argv[2])))

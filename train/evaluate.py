@@ -4,23 +4,27 @@
         --dataset data/degradation --out runs/degradation-lora/eval
     python train/evaluate.py --config train/recipes/tiny.yaml --adapter runs/tiny/adapter --json
     python train/evaluate.py --config train/recipes/counting.yaml --adapter runs/counting-lora
+    python train/evaluate.py --config train/recipes/visdial.yaml --adapter runs/visdial-lora --max-samples 50
 
 `--config` reads a recipe's base_model, dataset_dir, visual_token_budget and
 precision (its other keys are the other scripts'); flags win. The task is the
-adapter's (inspector_task.json).
+adapter's (inspector_task.json). The visual-token budget the adapter was trained with
+(its training_config.yaml) is used unless the flag or the recipe gives one, and a
+different one is warned about: the views, and so the figures, depend on it.
 
 Base and adapter answer every test example in one batched `generate` per batch
 (`inspector.model.Inspector.generate`: PEFT's mixed base+adapter batch, one vision
 pass per image), with the task's views, prompt and parser, as the app serves them; a
-ranking task (VisDial) scores candidates by likelihood (`inspector.tasks.evaluation`).
-So these figures are what the app shows.
+ranking task (VisDial) scores every round's candidates by likelihood
+(`inspector.tasks.evaluation.rank_candidates`), base and adapter in one forward per chunk
+of candidates. So these figures are what the app shows.
 
 Writes to --out (default ADAPTER/eval, where train/push.py looks): results.json (the
 summary the model card quotes; for the degradation task per-type precision, recall,
 F1, macro F1, exact-set accuracy, severity accuracy, parse-failure rate and the
 confusion matrices of `inspector.metrics`), results.md (base vs adapter),
 confusion_base.png and confusion_adapter.png, and predictions.jsonl (every answer,
-verbatim).
+verbatim; for a ranking task, per round the ground truth's rank and the top candidate).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class EvalConfig:
     split: str = "test"
     adapter_revision: str | None = None
     base_revision: str | None = None
-    max_samples: int | None = None  # the first N rows of the split, for a quick look
+    max_samples: int | None = None  # the first N rows (VisDial: dialogues) of the split, for a quick look
     batch_size: int = 8  # examples per generate call (2 rows each: base and adapter); more: faster, more memory
     visual_token_budget: int | None = None  # default: the adapter's training_config.yaml, else the app's
     max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
@@ -77,6 +81,10 @@ def main(config: EvalConfig) -> dict:
     if not base or not dataset_dir:
         raise ValueError("give --base and --dataset (the adapter folder has no training_config.yaml naming them)")
     budget = config.visual_token_budget or trained.get("visual_token_budget") or InspectorConfig.visual_token_budget
+    if trained.get("visual_token_budget") not in (None, budget):
+        print(f"warning: the adapter was trained with visual_token_budget {trained['visual_token_budget']} and is "
+              f"evaluated with {budget} (--visual-token-budget or the recipe); these figures hold for an app "
+              f"serving it with INSPECTOR_VISUAL_TOKENS={budget}", file=sys.stderr)
     out = Path(config.out) if config.out else folder / "eval"
     print(yaml.safe_dump({"evaluate": {**asdict(config), "base_model": base, "dataset_dir": dataset_dir,
                                        "visual_token_budget": budget, "out": str(out)}}, sort_keys=False), end="")
@@ -95,10 +103,13 @@ def main(config: EvalConfig) -> dict:
 
     # Evaluation
     if task.evaluation == "rank":
-        models, texts, references, predictions = rank(inspector, task, rows), None, [], None
+        predictions, records = rank(inspector, task, rows)
     else:
         predictions, texts, references = predict(inspector, task, rows, config)
-        models = {name: task.metrics(predictions[name], references) for name in MODELS}
+        records = [{"reference": reference, **{name: texts[name][index] for name in MODELS}}
+                   for index, reference in enumerate(references)]
+    references = [record["reference"] for record in records]
+    models = {name: task.metrics(predictions[name], references) for name in MODELS}
     results = {
         "task": task.name, "split": config.split, "n": len(rows),
         "base_model": base, "adapter": config.adapter, "dataset": dataset_dir,
@@ -112,8 +123,8 @@ def main(config: EvalConfig) -> dict:
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as lines:
-        for index, reference in enumerate(references):
-            lines.write(json.dumps({"reference": reference, **{name: texts[name][index] for name in MODELS}}) + "\n")
+        for record in records:
+            lines.write(json.dumps(record) + "\n")
     write_results(results, out)
     print(json.dumps(summary(results)) if config.json else markdown(results))
     return results
@@ -142,15 +153,34 @@ def predict(inspector, task, rows, config: EvalConfig):
     return predictions, texts, [task.reference(example) for example in examples]
 
 
-def rank(inspector, task, rows) -> dict:
-    """Metrics of a ranking task (VisDial): candidates scored by likelihood, base and adapter in one pass."""
-    from inspector.model import ADAPTER_NAME, BASE_NAME
-    from inspector.tasks.evaluation import evaluate_task
+def rank(inspector, task, rows) -> tuple[dict, list[dict]]:
+    """({model: candidate scores per ranked round}, a record per round) of a ranking task (VisDial).
 
-    ranked = evaluate_task(inspector.model, inspector.processor, task, [rows[i] for i in range(len(rows))],
-                           adapter_names=[BASE_NAME, ADAPTER_NAME],
-                           visual_token_budget=inspector.config.visual_token_budget)
-    return {"base": ranked[BASE_NAME]["metrics"], "adapter": ranked[ADAPTER_NAME]["metrics"]}
+    Every round with candidates is ranked (VisDial's protocol for MRR, R@k and mean rank);
+    the task's metrics add NDCG over the densely annotated rounds (`ndcg_dense`). Base and
+    adapter score each chunk of candidates in one forward.
+    """
+    from tqdm import tqdm
+
+    from inspector.model import ADAPTER_NAME, BASE_NAME
+    from inspector.tasks.evaluation import rank_candidates
+
+    examples = tqdm([rows[index] for index in range(len(rows))], desc="ranking", unit="dialogue", file=sys.stderr)
+    scores, references = rank_candidates(inspector.model, inspector.processor, task, examples,
+                                         adapter_names=[BASE_NAME, ADAPTER_NAME],
+                                         visual_token_budget=inspector.config.visual_token_budget)
+    predictions = {"base": scores[BASE_NAME], "adapter": scores[ADAPTER_NAME]}
+    records = [{"reference": reference,
+                **{name: ranked_summary(predictions[name][index], reference["gt_index"]) for name in MODELS}}
+               for index, reference in enumerate(references)]
+    return predictions, records
+
+
+def ranked_summary(scores: list[float], gt_index: int) -> dict:
+    """One model's ranking of a round, for predictions.jsonl: its top candidate and the ground truth's rank."""
+    from inspector.tasks.visdial import gt_rank
+
+    return {"top_index": max(range(len(scores)), key=scores.__getitem__), "gt_rank": gt_rank(scores, gt_index)}
 
 
 def add_degradation_figures(results: dict, predictions: dict, references: list) -> None:
@@ -240,9 +270,14 @@ def plot_confusion(matrices: dict[str, list[list[int]]], title: str, path: Path)
     plt.close(figure)
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> EvalConfig:
+    """Command line over recipe (--config) over defaults."""
     from trl import TrlParser
 
     # A recipe holds the other scripts' keys too (lora_r, reader_options...): those are not errors here.
-    (eval_config,) = TrlParser([EvalConfig]).parse_args_and_config(fail_with_unknown_args=False)
-    main(eval_config)
+    (config,) = TrlParser([EvalConfig]).parse_args_and_config(argv, fail_with_unknown_args=False)
+    return config
+
+
+if __name__ == "__main__":
+    main(parse_args())
