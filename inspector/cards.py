@@ -25,13 +25,10 @@ TASK_NAME = "Photo degradation inspection"
 MODEL_TAGS = ["lora", "peft", "qwen2-vl", "image-quality", "degradation-detection", "degradation-inspector"]
 DATASET_TAGS = ["image-quality", "degradation-detection", "synthetic", "degradation-inspector"]
 
-# (key in results.json, model-index metric type, metric name): the headline figures.
-HEADLINE_METRICS = (
-    ("macro_f1", "f1", "macro F1"),
-    ("exact_set_accuracy", "exact_match", "exact-set accuracy"),
-    ("severity_accuracy", "accuracy", "severity accuracy"),
-)
-TABLE_METRICS = HEADLINE_METRICS + (("parse_failure_rate", "parse_failure_rate", "parse failures"),)
+# The other tasks' cards: their headline figures are `Task.headline_metrics`.
+OTHER_TASK_TAGS = ["lora", "peft", "qwen2-vl", "degradation-inspector"]
+PARSE_FAILURES = ("parse_failure_rate", "parse_failure_rate", "parse failures")
+UNBOUNDED_METRIC_TYPES = ("mae", "mean_rank")  # model-index types whose values are not in [0, 1]
 
 # The Hub's license ids (its repositories-licenses list); "other" for anything else.
 HUB_LICENSES = frozenset("""
@@ -80,6 +77,11 @@ class AdapterCard:
     files: list[tuple[str, int]] = field(default_factory=list)  # (path in repo, bytes), README.md excluded
     processor_files: tuple[str, ...] = ()
     versions: dict[str, str] = field(default_factory=dict)  # library -> version, as published
+    task: Any = None  # the adapter's inspector.tasks.Task (inspector_task.json); None: degradation
+
+    @property
+    def the_task(self):
+        return self.task or _degradation()
 
 
 @dataclass
@@ -91,42 +93,67 @@ class DatasetCardFacts:
     license: str
     splits: dict[str, int]  # split -> rows
     columns: dict[str, str]  # column -> feature type, as text
-    pretty_name: str = "Degradation Inspector: synthetic photo degradations"
+    pretty_name: str | None = None  # None: from the task
+    task: Any = None  # the inspector.tasks.Task whose build it is; None: degradation
+
+    def __post_init__(self) -> None:
+        self.task = self.task or _degradation()
+        if self.pretty_name is None:
+            self.pretty_name = ("Degradation Inspector: synthetic photo degradations" if _is_degradation(self.task)
+                                else f"Degradation Inspector: {self.task.title.lower()} data")
+
+
+def _degradation():
+    from inspector.tasks import get_task
+
+    return get_task("degradation")
+
+
+def _is_degradation(task) -> bool:
+    return task.name == "degradation"
 
 
 # Model card ---------------------------------------------------------------------------
 
-def eval_results(results: dict[str, Any], dataset_type: str, dataset_revision: str | None = None) -> list[EvalResult]:
+def eval_results(results: dict[str, Any], dataset_type: str, dataset_revision: str | None = None,
+                 task=None) -> list[EvalResult]:
     """The adapter's headline figures as model-index entries (the base's go in the card body)."""
+    task = task or _degradation()
     adapter = results["models"]["adapter"]
     split = results.get("split", "test")
+    dataset_name = (f"Degradation Inspector synthetic degradations ({split})" if _is_degradation(task)
+                    else f"{dataset_type} ({split})")
     return [
-        EvalResult(task_type=TASK, task_name=TASK_NAME, dataset_type=dataset_type,
-                   dataset_name=f"Degradation Inspector synthetic degradations ({split})", dataset_split=split,
-                   dataset_revision=dataset_revision, metric_type=metric_type, metric_name=name,
-                   metric_value=round(float(adapter[key]), 4))
-        for key, metric_type, name in HEADLINE_METRICS
+        EvalResult(task_type=TASK, task_name=task.title or TASK_NAME, dataset_type=dataset_type,
+                   dataset_name=dataset_name, dataset_split=split, dataset_revision=dataset_revision,
+                   metric_type=metric_type, metric_name=name, metric_value=round(float(adapter[key]), 4))
+        for key, metric_type, name in task.headline_metrics
     ]
 
 
 def build_model_card(facts: AdapterCard) -> ModelCard:
     """The model card: Hub metadata, usage that works as written, evaluation, training, files."""
-    results = facts.results
-    dataset_type = facts.dataset_repo or (results or {}).get("dataset") or "degradation-inspector-synthetic"
+    results, task = facts.results, facts.the_task
+    degradation = _is_degradation(task)
+    dataset_type = (facts.dataset_repo or (results or {}).get("dataset")
+                    or ("degradation-inspector-synthetic" if degradation else f"{task.name}-data"))
     data = ModelCardData(
         base_model=facts.base_model, library_name="peft", pipeline_tag=TASK, license=facts.license,
         language=["en"], datasets=[facts.dataset_repo] if facts.dataset_repo else None,
-        tags=MODEL_TAGS, model_name=facts.repo_id.split("/")[-1] if results else None,
-        eval_results=eval_results(results, dataset_type, facts.dataset_revision) if results else None,
+        tags=MODEL_TAGS if degradation else OTHER_TASK_TAGS + [task.name],
+        model_name=facts.repo_id.split("/")[-1] if results else None,
+        eval_results=eval_results(results, dataset_type, facts.dataset_revision, task) if results else None,
     )
+    what = ("inspects a photo for blur, noise, low resolution and JPEG artifacts, grades each as none, mild, "
+            "moderate or severe, and answers with compact JSON" if degradation
+            else f"is fine-tuned for {task.title.lower()} (task `{task.name}`, see `inspector_task.json`)")
     body = "\n".join([
         f"# {facts.repo_id.split('/')[-1]}", "",
-        (f"A LoRA adapter for `{facts.base_model}` that inspects a photo for blur, noise, low resolution and "
-         "JPEG artifacts, grades each as none, mild, moderate or severe, and answers with compact JSON. "
+        (f"A LoRA adapter for `{facts.base_model}` that {what}. "
          f"Part of the Degradation Inspector project. This is version `{facts.tag}`: pin it with "
          f"`revision=\"{facts.tag}\"`."), "",
-        usage_section(facts), answer_section(),
-        evaluation_section(results, dataset_type, [name for name, _ in facts.files]),
+        usage_section(facts), answer_section() if degradation else task_answer_section(task),
+        evaluation_section(results, dataset_type, [name for name, _ in facts.files], task),
         training_section(facts), files_section(facts), limitations_section(facts),
     ])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
@@ -168,18 +195,46 @@ output = model.generate(**inputs, max_new_tokens=48, do_sample=False)
 print(processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0])
 ```
 
-The adapter was trained on several views of each photo: a downscaled whole photo and crops at
+{library_section(facts)}"""
+
+
+def library_section(facts: AdapterCard) -> str:
+    """How the project's library serves the adapter: the views it was trained on, base and adapter side by side."""
+    repo, tag, base, task = facts.repo_id, facts.tag, facts.base_model, facts.the_task
+    load = f'inspector = Inspector.load(base="{base}", adapter="{repo}", adapter_revision="{tag}")'
+    if _is_degradation(task):
+        return f"""The adapter was trained on several views of each photo: a downscaled whole photo and crops at
 native resolution, where fine blur and noise are visible. The Degradation Inspector library builds
 those views, shows the base model's and the adapter's reports side by side, and parses the answer:
 
 ```python
 from inspector import Inspector
 
-inspector = Inspector.load(base="{base}", adapter="{repo}", adapter_revision="{tag}")
+{load}
 result = inspector.inspect(["photo.jpg"])[0]
 print(result.adapter.to_json())
 ```
 """
+    question = ', "What is the highest value?"' if task.needs_question else ""
+    return f"""The Degradation Inspector library builds the views and prompt the adapter was trained with,
+asks the base model and the adapter in one batch, and parses both answers:
+
+```python
+from inspector import Inspector
+
+{load}
+answers = inspector.ask("image.jpg"{question})
+print(answers["adapter"]["prediction"], answers["__base__"]["prediction"])
+```
+"""
+
+
+def task_answer_section(task) -> str:
+    return "\n".join([
+        "## Answer", "",
+        (f"The answer format is `{task.answer_format}` (`inspector_task.json`), at most {task.max_new_tokens} new "
+         f"tokens; `inspector.tasks.get_task(\"{task.name}\").parse` reads it."), "",
+    ])
 
 
 def answer_section() -> str:
@@ -202,12 +257,15 @@ def _band_text(band, word: str) -> str:
     return f"{low:g}-{high:g}" if band.increasing else f"{high:g}-{low:g}"
 
 
-def evaluation_section(results: dict[str, Any] | None, dataset_type: str, files: list[str]) -> str:
+def evaluation_section(results: dict[str, Any] | None, dataset_type: str, files: list[str], task=None) -> str:
     if not results:
         return "## Evaluation\n\nThis version was published without evaluation results.\n"
     models = results["models"]
-    header = "| model | " + " | ".join(name for _, _, name in TABLE_METRICS) + " |"
-    rows = [f"| {label} | " + " | ".join(_figure(models[key].get(metric)) for metric, _, _ in TABLE_METRICS) + " |"
+    table = (task or _degradation()).headline_metrics
+    if any(PARSE_FAILURES[0] in figures for figures in models.values()):
+        table += (PARSE_FAILURES,)
+    header = "| model | " + " | ".join(name for _, _, name in table) + " |"
+    rows = [f"| {label} | " + " | ".join(_figure(models[key].get(metric)) for metric, _, _ in table) + " |"
             for key, label in (("base", "base model, zero-shot"), ("adapter", "this adapter")) if key in models]
     per_type = models["adapter"].get("per_type", {})
     type_rows = [f"| {TYPE_LABELS.get(kind, kind)} | " + " | ".join(
@@ -217,7 +275,7 @@ def evaluation_section(results: dict[str, Any] | None, dataset_type: str, files:
         "## Evaluation", "",
         (f"On {results.get('n', '?')} photos of the `{results.get('split', 'test')}` split of `{dataset_type}` "
          "(`train/evaluate.py`):"), "",
-        header, "| --- |" + " --- |" * len(TABLE_METRICS), *rows, "",
+        header, "| --- |" + " --- |" * len(table), *rows, "",
     ]
     if type_rows:
         lines += ["Per degradation type, this adapter:", "",
@@ -266,6 +324,12 @@ def describe_file(name: str, processor_files: tuple[str, ...] = ()) -> str:
 
 
 def limitations_section(facts: AdapterCard) -> str:
+    if not _is_degradation(facts.the_task):
+        return f"""## Limitations
+
+- Fine-tuned and evaluated on the data named above: check it on your own images before relying on it.
+- The base model's license and limitations apply (`{facts.base_model}`).
+"""
     return f"""## Limitations
 
 - Trained on synthetic degradations of clean photos, one or several at known strengths: real photos mix
@@ -298,10 +362,11 @@ def check_model_card(card: ModelCard) -> list[str]:
         except (KeyError, TypeError, ValueError) as error:
             return problems + [f"the model-index does not parse: {error!r}"]
         for result in results:
-            value = result.metric_value
+            value, unbounded = result.metric_value, result.metric_type in UNBOUNDED_METRIC_TYPES
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                    or not 0 <= value <= 1:
-                problems.append(f"model-index metric {result.metric_name!r} is {value!r}, not a number in [0, 1]")
+                    or not 0 <= value <= (math.inf if unbounded else 1):
+                problems.append(f"model-index metric {result.metric_name!r} is {value!r}, not a number in "
+                                f"{'[0, inf)' if unbounded else '[0, 1]'}")
     return problems
 
 
@@ -316,28 +381,35 @@ def size_category(rows: int) -> str:
 
 def build_dataset_card(facts: DatasetCardFacts) -> DatasetCard:
     """The data set card; `datasets.push_to_hub` adds its dataset_info and configs to the metadata."""
+    degradation = _is_degradation(facts.task)
     data = DatasetCardData(
-        license=facts.license, language=["en"], task_categories=[TASK], tags=DATASET_TAGS,
+        license=facts.license, language=["en"], task_categories=[TASK],
+        tags=DATASET_TAGS if degradation else ["degradation-inspector", facts.task.name],
         size_categories=[size_category(sum(facts.splits.values()))], pretty_name=facts.pretty_name,
         annotations_creators=["machine-generated"],
     )
     splits = [f"| {split} | {rows:,} |" for split, rows in facts.splits.items()]
-    columns = [f"| `{name}` | {kind} | {DATASET_COLUMNS.get(name, '')} |" for name, kind in facts.columns.items()]
+    known_columns = DATASET_COLUMNS if degradation else {}
+    columns = [f"| `{name}` | {kind} | {known_columns.get(name, '')} |" for name, kind in facts.columns.items()]
+    what = ("Photos with synthetic degradations (blur, noise, low resolution, JPEG artifacts) at known strengths, "
+            "and the answer the Degradation Inspector adapter learns to give for each." if degradation else
+            f"The {facts.task.title.lower()} data a Degradation Inspector adapter (task `{facts.task.name}`) "
+            "was fine-tuned and evaluated on, read from its published layout.")
+    made = ("`python train/build_dataset.py` of the Degradation Inspector project degrades clean photos with "
+            "parameters drawn inside each band; the seed of every sample reproduces it." if degradation else
+            f"`python train/build_dataset.py --recipe train/recipes/{facts.task.name}.yaml` of the Degradation "
+            "Inspector project read the source and split it by seed.")
     body = "\n".join([
         f"# {facts.pretty_name}", "",
-        ("Photos with synthetic degradations (blur, noise, low resolution, JPEG artifacts) at known strengths, "
-         "and the answer the Degradation Inspector adapter learns to give for each. "
-         f"This is version `{facts.tag}`."), "",
+        f"{what} This is version `{facts.tag}`.", "",
         "## Load it", "",
         "```python", "from datasets import load_dataset", "",
         f'dataset = load_dataset("{facts.repo_id}", revision="{facts.tag}")', "```", "",
         "```bash", f"hf download {facts.repo_id} --repo-type dataset --revision {facts.tag}", "```", "",
         "## Splits", "", "| split | rows |", "| --- | ---: |", *splits, "",
         "## Columns", "", "| column | type | what |", "| --- | --- | --- |", *columns, "",
-        answer_section().replace("## Answer", "## Labels", 1),
-        "## How it was made", "",
-        ("`python train/build_dataset.py` of the Degradation Inspector project degrades clean photos with "
-         "parameters drawn inside each band; the seed of every sample reproduces it."), "",
+        answer_section().replace("## Answer", "## Labels", 1) if degradation else "",
+        "## How it was made", "", made, "",
     ])
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
 

@@ -435,6 +435,33 @@ def test_card_checks_name_each_problem():
     assert "'lots', not a number in [0, 1]" in " ".join(check_model_card(broken))
 
 
+def test_card_of_another_task_has_its_figures_and_bounds():
+    from inspector.tasks import get_task
+
+    counting = get_task("counting")
+    results = {"split": "test", "n": 20, "models": {
+        "base": {"accuracy": 0.1, "mae": 3.5, "parse_failure_rate": 0.4},
+        "adapter": {"accuracy": 0.6, "mae": 0.55, "parse_failure_rate": 0.0}}}
+    card = build_model_card(adapter_card(results=results, task=counting))
+    assert check_model_card(card) == []
+    metadata = ModelCard(str(card)).data.to_dict()
+    _, published = model_index_to_eval_results(metadata["model-index"])
+    assert {(r.task_name, r.metric_type, r.metric_value) for r in published} == {
+        ("Object counting", "accuracy", 0.6), ("Object counting", "mae", 0.55)}
+    assert "| base model, zero-shot | 0.100 | 3.500 | 0.400 |" in card.text and "inspector.ask(" in card.text
+    assert "JPEG" not in card.text and "degradation-detection" not in metadata["tags"]
+    results["models"]["adapter"]["mae"] = 2.5  # an error above 1 is a figure, not a problem
+    assert check_model_card(build_model_card(adapter_card(results=results, task=counting))) == []
+    results["models"]["adapter"]["accuracy"] = 1.5
+    problems = check_model_card(build_model_card(adapter_card(results=results, task=counting)))
+    assert problems == ["model-index metric 'exact accuracy' is 1.5, not a number in [0, 1]"]
+    data_card = build_dataset_card(DatasetCardFacts(repo_id=DATA_REPO, tag="v1", license="cc-by-4.0",
+                                                    splits={"train": 16, "test": 4}, columns={"image": "Image"},
+                                                    task=counting))
+    assert check_dataset_card(data_card) == [] and "object counting" in data_card.text
+    assert "recipes/counting.yaml" in data_card.text and "blur" not in data_card.text
+
+
 def test_card_usage_works_as_written(tiny_model, finetune_output, photo, hub, capsys, tmp_path):
     """The card's two snippets run, unchanged, against a Hub cache holding what the publish uploads."""
     stage = tmp_path / "stage"

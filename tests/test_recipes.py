@@ -148,12 +148,17 @@ def test_recipe_lifecycle_writes_both_models_metrics_in_range(lifecycle):
     assert {"reference", "base", "adapter"} <= set(json.loads(predictions[0]))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="train/push.py (read_results) and inspector/cards.py know only the degradation task's "
-                          "metrics: they refuse results.json of the other tasks; remove this mark once they do not")
 def test_recipe_adapter_publishes_as_a_dry_run(lifecycle):
     stdout = run_in_process(lifecycle["commands"]["publish"])  # a child would add ~15 s of imports
     assert "Dry run: nothing was uploaded." in stdout and "adapter_model.safetensors" in stdout
+    card = stdout.split("----- README.md of", 1)[1]
+    task = load_task(lifecycle["paths"].adapter)
+    metadata = yaml.safe_load(card.split("\n---\n")[1])
+    published = {metric["name"] for entry in metadata["model-index"] for result in entry["results"]
+                 for metric in result["metrics"]}
+    assert published == {name for _, _, name in task.headline_metrics}, "the task's own headline figures"
+    assert task.name in metadata["tags"] and "degradation-detection" not in metadata["tags"]
+    assert task.title.lower() in card and "JPEG artifacts" not in card
 
 
 # --------------------------------------------------------------------------- the README says the same

@@ -250,7 +250,17 @@ def first_lines(error: Exception, count: int = 2) -> str:
     return " ".join(str(error).strip().splitlines()[:count])
 
 
-def read_results(upload: Upload, adapter_dir: Path) -> tuple[dict | None, list[str]]:
+def read_task(upload: Upload):
+    """The task of the staged inspector_task.json: it decides the card's figures and text."""
+    from inspector.tasks import load_task
+
+    try:
+        return load_task(upload.folder)
+    except (ValueError, KeyError) as error:
+        raise Refused(f"inspector_task.json cannot be used ({error}): re-run train/finetune.py") from error
+
+
+def read_results(upload: Upload, adapter_dir: Path, task=None) -> tuple[dict | None, list[str]]:
     """eval/results.json of train/evaluate.py (already scrubbed), checked for the card's figures."""
     path = upload.folder / "eval" / "results.json"
     if not path.is_file():
@@ -260,7 +270,8 @@ def read_results(upload: Upload, adapter_dir: Path) -> tuple[dict | None, list[s
     try:
         results = json.loads(path.read_text())
         adapter = results["models"]["adapter"]
-        missing = [key for key in ("macro_f1", "exact_set_accuracy", "severity_accuracy") if key not in adapter]
+        task = task or read_task(upload)
+        missing = [key for key, _, _ in task.headline_metrics if key not in adapter]
     except (ValueError, KeyError, TypeError) as error:
         return None, [f"eval/results.json is not train/evaluate.py's output ({error!r}): re-run it"]
     if missing:
@@ -271,7 +282,7 @@ def read_results(upload: Upload, adapter_dir: Path) -> tuple[dict | None, list[s
     return results, []
 
 
-def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...]):
+def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...], task=None):
     """The data set to push, its card staged in `folder`, and the problems found in it."""
     from datasets import DatasetDict, Value, load_from_disk
 
@@ -286,7 +297,12 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...]):
                       "as train/build_dataset.py does")
     problems = []
     columns = dataset[next(iter(dataset))].features
-    problems += [f"the data set has no {name!r} column" for name in ("image", "answer") if name not in columns]
+    if task is None:
+        from inspector.tasks import get_task
+
+        task = get_task("degradation")
+    required = ("image", "answer") if task.name == "degradation" else ("image",)
+    problems += [f"the data set has no {name!r} column" for name in required if name not in columns]
     local_path = local_path_pattern(known_paths)
     for split, rows in dataset.items():
         flat = rows.flatten()
@@ -303,6 +319,7 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...]):
         repo_id=args.dataset_repo, tag=args.tag, license=args.dataset_license,
         splits={split: rows.num_rows for split, rows in dataset.items()},
         columns={name: getattr(feature, "dtype", type(feature).__name__) for name, feature in columns.items()},
+        task=task,
     )
     card = build_dataset_card(facts)
     problems += [f"data set card: {problem}" for problem in check_dataset_card(card)]
@@ -423,12 +440,13 @@ def main(args: PushArgs) -> int:
             raise Refused(f"--stage-dir {stage} is not empty: give a new folder")
         known = known_local_paths(args)
         upload, config, base_id, base_source = stage_adapter(args, stage / "adapter", known)
-        results, problems = read_results(upload, args.adapter_dir)
+        task = read_task(upload)
+        results, problems = read_results(upload, args.adapter_dir, task)
         dataset, dataset_upload = None, None
         if args.dataset:
-            dataset, dataset_upload, dataset_problems = plan_dataset(args, stage / "dataset", known)
+            dataset, dataset_upload, dataset_problems = plan_dataset(args, stage / "dataset", known, task)
             problems += dataset_problems
-        card = build_card(args, upload, config, base_id, results)
+        card = build_card(args, upload, config, base_id, results, task)
         card.save(upload.folder / "README.md")
         from inspector.cards import check_model_card
 
@@ -459,7 +477,7 @@ def main(args: PushArgs) -> int:
         return publish(args, upload, dataset, dataset_upload, token)
 
 
-def build_card(args: PushArgs, upload: Upload, config: dict, base_id: str, results: dict | None):
+def build_card(args: PushArgs, upload: Upload, config: dict, base_id: str, results: dict | None, task=None):
     from importlib.metadata import version
 
     from inspector.cards import AdapterCard, build_model_card
@@ -468,7 +486,7 @@ def build_card(args: PushArgs, upload: Upload, config: dict, base_id: str, resul
         repo_id=args.repo, tag=args.tag, base_model=base_id, license=args.license, dataset_repo=args.dataset_repo,
         dataset_revision=args.tag if args.dataset else None, lora=config, results=results,
         files=upload.files(), processor_files=PROCESSOR_FILES,
-        versions={lib: version(lib) for lib in ("transformers", "peft")},
+        versions={lib: version(lib) for lib in ("transformers", "peft")}, task=task,
     ))
 
 
