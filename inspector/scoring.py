@@ -185,14 +185,14 @@ class _SharedVision:
 
     def __init__(self, model, processor) -> None:
         self.model, self.processor = model, processor
-        self.key: int | None = None
+        self.views: list[Image.Image] | None = None  # held, so its identity cannot pass to another list
         self.output = None
         self.per_image: tuple = ()
 
     def features(self, views: list[Image.Image], rows: int):
-        if self.key != id(views):
+        if self.views is not views:
             self.output = image_features(self.model, self.processor, [views])
-            self.key, self.per_image = id(views), tuple(self.output.pooler_output)
+            self.views, self.per_image = views, tuple(self.output.pooler_output)
         shared = copy.copy(self.output)
         shared.pooler_output = self.per_image * rows
         return shared
