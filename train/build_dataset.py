@@ -25,15 +25,20 @@ Output: a `datasets.DatasetDict` (train / validation / test) saved with
 `save_to_disk`, columns `image` (PNG, lossless: the JPEG artifacts are in the pixels),
 `labels`, `answer`, `spec` (JSON), `combination`, `source`, `seed`; beside it a dataset
 card (README.md) and the resolved config (build_config.yaml). Same config, same bytes.
+All of it is written to a sibling `.OUT.partial-PID` and renamed to OUT once complete, so a
+killed build leaves OUT as it was; the next run removes what it left.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -121,12 +126,19 @@ class CleanPhoto:
 
 def main(config: DatasetConfig) -> Path:
     out = Path(config.out)
+    clear_leftovers(out)
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it")
     print(yaml.safe_dump({"build_dataset": asdict(config)}, sort_keys=False), end="")
     started = time.perf_counter()
-    if config.task != "degradation":
-        return build_from_task(config, out, started)
+    with staged(out) as folder:
+        summary = build_degradation(config, folder) if config.task == "degradation" else build_from_task(config, folder)
+    print(f"{summary} written to {out} in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def build_degradation(config: DatasetConfig, folder: Path) -> str:
+    """Synthesise the degradation data set into `folder`; returns what it holds, in words."""
     rng = np.random.default_rng(config.seed)
     photos = list_photos(config, rng)
     groups = split_photos(photos, config, rng)
@@ -139,29 +151,76 @@ def main(config: DatasetConfig) -> Path:
         dataset = DatasetDict({
             split: make_split(groups[split], sizes[split], rng, cache, split) for split in SPLITS
         })
-        if out.exists():
-            shutil.rmtree(out)
-        dataset.save_to_disk(str(out))
-    (out / "build_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
-    (out / "README.md").write_text(dataset_card(dataset, config, len(photos)))
-    print(f"{sum(sizes.values())} rows ({', '.join(f'{s} {sizes[s]}' for s in SPLITS)}) from {len(photos)} "
-          f"clean photos written to {out} in {time.perf_counter() - started:.1f} s")
-    return out
+        dataset.save_to_disk(str(folder))
+        (folder / "build_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+        (folder / "README.md").write_text(dataset_card(dataset, config, len(photos)))
+    return (f"{sum(sizes.values())} rows ({', '.join(f'{s} {sizes[s]}' for s in SPLITS)}) from {len(photos)} "
+            "clean photos")
 
 
-def build_from_task(config: DatasetConfig, out: Path, started: float) -> Path:
+def build_from_task(config: DatasetConfig, folder: Path) -> str:
     """A task's published layout -> DatasetDict, through the task's reader."""
     from inspector.tasks import get_task
 
     task = get_task(config.task, **config.task_options)
     dataset = task.read(config.source, seed=config.seed, **config.reader_options)
+    dataset.save_to_disk(str(folder))
+    (folder / "build_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    return f"{config.task}: {', '.join(f'{split} {len(rows)}' for split, rows in dataset.items())} rows"
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A sibling folder to build `out` in, put in its place only once complete.
+
+    Built in place, a crash midway left the previous data set deleted and a half-written one
+    that `load_from_disk` may accept (issue #7). A sibling is on the same filesystem, so the
+    swap is two renames; a kill between them leaves the previous data set aside, and the next
+    run puts it back (`clear_leftovers`).
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Named by pid, not mkdtemp: mkdtemp's 0700 mode would stay on the published folder.
+    partial, old = (out.with_name(f".{out.name}.{kind}-{os.getpid()}") for kind in ("partial", "old"))
+    for path in (partial, old):  # an earlier process of the same pid, long gone
+        shutil.rmtree(path, ignore_errors=True)
+    partial.mkdir()
+    try:
+        yield partial
+    except BaseException:  # KeyboardInterrupt too: nothing half-written stays behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if out.exists():
-        shutil.rmtree(out)
-    dataset.save_to_disk(str(out))
-    (out / "build_config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
-    print(f"{config.task}: {', '.join(f'{split} {len(rows)}' for split, rows in dataset.items())} rows written "
-          f"to {out} in {time.perf_counter() - started:.1f} s")
-    return out
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old)
+    else:
+        partial.rename(out)
+
+
+def clear_leftovers(out: Path) -> None:
+    """Remove what a killed build left beside `out`; put back a previous data set caught mid-swap."""
+    for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.*-[0-9]*")):
+        kind, _, pid = path.name[len(out.name) + 2:].rpartition("-")
+        if kind not in ("partial", "old") or not pid.isdigit() or _running(int(pid)):
+            continue  # not ours, or a build still running
+        if kind == "old" and not out.exists():
+            path.rename(out)
+            print(f"{out} put back from {path.name}: a build was killed while replacing it")
+        else:
+            shutil.rmtree(path)
+            print(f"removed {path}: left by a build that was killed before it completed")
+
+
+def _running(pid: int) -> bool:
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate it: keep what we cannot check
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        pass
+    return True
 
 
 def list_photos(config: DatasetConfig, rng: np.random.Generator) -> list[CleanPhoto]:

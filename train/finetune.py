@@ -21,7 +21,7 @@ adapter folder the app loads as it is:
     OUTPUT_DIR/adapter_config.json, adapter_model.safetensors   stock PEFT adapter
     OUTPUT_DIR/inspector_task.json                              task, instruction, answer format, options
     OUTPUT_DIR/training_config.yaml                             the resolved config
-    OUTPUT_DIR/checkpoints/checkpoint-N/                        for --resume
+    OUTPUT_DIR/checkpoints/checkpoint-N/                        for --resume (the last complete one)
     OUTPUT_DIR/runs/                                            TensorBoard (tensorboard --logdir OUTPUT_DIR/runs)
 
 Why `transformers.Trainer` and not TRL's `SFTTrainer`: the collator must be ours, so
@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,6 +54,11 @@ from inspector.tiny import LANGUAGE_LORA_TARGETS  # noqa: E402
 
 # The vision tower's linear layers (Qwen2-VL names them apart from the language model's).
 VISION_LORA_PATTERN = r"visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)"
+# What Trainer reads to resume from a checkpoint-N folder (its names: trainer.py's *_NAME constants),
+# and the weights, in whichever format it was saved.
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin")
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")  # transformers.trainer_utils' pattern, fully matched
 
 
 @dataclass
@@ -140,8 +147,7 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     """Train and save the adapter to `args.output_dir`; returns that folder."""
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import Trainer, set_seed
 
     from inspector.device import choose_runtime
     from inspector.hub import is_local
@@ -151,8 +157,7 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
 
     out = Path(args.output_dir)
     checkpoints = out / "checkpoints"
-    last_checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    check_resume(config, out, last_checkpoint)
+    resume_from = check_resume(config, out)
     base_model_id = config.base_model_id or (
         f"local/{Path(config.base_model).name}" if is_local(config.base_model) else config.base_model)
     resolved = {**asdict(config), "base_model_id": base_model_id, **training_arguments(args)}
@@ -167,7 +172,12 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     eval_rows = subset(dataset["validation"], config.max_eval_samples, args.seed)
 
     # Model
+    # LoRA's A matrices are drawn in get_peft_model, before Trainer seeds: unseeded, the same
+    # recipe gave a different adapter on every run, and a resumed run could not be checked against one.
+    set_seed(args.seed)
     runtime = choose_runtime(config.device, config.precision)
+    if runtime.int8:  # the CPU serving default; dynamic int8 layers have no gradients
+        runtime = choose_runtime(runtime.device, "fp32")
     print(f"runtime: {runtime.describe()}")
     model, processor = load_base(config.base_model, config.base_revision, runtime)
     if runtime.quantized:
@@ -190,20 +200,79 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_rows,
                       eval_dataset=eval_rows if args.eval_strategy != "no" else None)
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last_checkpoint if config.resume else None)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     print(f"trained {result.global_step} steps in {time.perf_counter() - started:.1f} s, "
           f"final train loss {result.training_loss:.4f}")
     save_adapter(trainer.model, out, base_model_id, task)
     return out
 
 
-def check_resume(config: FinetuneConfig, out: Path, last_checkpoint: str | None) -> None:
-    if config.resume and last_checkpoint is None:
-        raise FileNotFoundError(f"--resume: no checkpoint-N folder in {out / 'checkpoints'}; "
-                                "start without --resume")
-    if not config.resume and last_checkpoint is not None:
-        raise FileExistsError(f"{out} already holds checkpoints ({Path(last_checkpoint).name}); pass --resume to "
-                              "continue that run, or choose another --output-dir")
+def check_resume(config: FinetuneConfig, out: Path) -> Path | None:
+    """The checkpoint to continue from: with --resume the last complete one, else None (a fresh run).
+
+    Trainer writes checkpoint-N/ file by file, trainer_state.json last, and transformers'
+    `get_last_checkpoint` takes the highest N even when a kill -9 stopped it halfway (issue #7):
+    resuming from it fails on a missing file or loads a truncated one. With --resume the
+    incomplete folders are set aside first, so that neither this resume nor the rotation of
+    `save_total_limit` trusts or counts them.
+    """
+    folder = out / "checkpoints"
+    found = scan_checkpoints(folder)
+    complete = [path for path, gap in found if gap is None]
+    if not config.resume:
+        if complete:
+            raise FileExistsError(f"{out} already holds checkpoints ({complete[-1].name}); pass --resume to "
+                                  "continue that run, or choose another --output-dir")
+        if found:
+            raise FileExistsError(f"{out} holds only incomplete checkpoints ({describe(found)}), from a run "
+                                  f"stopped while saving; delete {folder} or choose another --output-dir")
+        return None
+    for path, gap in found:
+        if gap is not None:
+            set_aside(path, gap)
+    if not found:
+        raise FileNotFoundError(f"--resume: no checkpoint-N folder in {folder}; start without --resume")
+    if not complete:
+        raise FileNotFoundError(f"--resume: {folder} holds only incomplete checkpoints ({describe(found)}), now "
+                                "set aside: the run stopped before its first one was written; start without --resume")
+    print(f"resuming from {complete[-1]}")
+    return complete[-1]
+
+
+def scan_checkpoints(folder: Path) -> list[tuple[Path, str | None]]:
+    """The checkpoint-N folders by step, each with what it lacks to resume from (None: complete)."""
+    if not folder.is_dir():
+        return []
+    steps = {path: int(match[1]) for path in folder.iterdir()
+             if path.is_dir() and (match := CHECKPOINT_NAME.fullmatch(path.name))}
+    return [(path, checkpoint_gap(path)) for path in sorted(steps, key=steps.get)]
+
+
+def checkpoint_gap(path: Path) -> str | None:
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in CHECKPOINT_WEIGHTS):
+        missing.append("weights")
+    if missing:
+        return f"no {', '.join(missing)}"
+    try:  # written last, but not atomically: a kill during its write leaves it truncated
+        json.loads((path / "trainer_state.json").read_text())
+    except ValueError:
+        return "trainer_state.json truncated"
+    return None
+
+
+def set_aside(path: Path, gap: str) -> None:
+    # A name outside both of transformers' patterns: `get_last_checkpoint` matches ^checkpoint-N$ and
+    # the rotation globs checkpoint-*, so a "checkpoint-N.incomplete" would still be counted there.
+    target = path.with_name(f"incomplete-{path.name}")
+    if target.exists():  # set aside by an earlier resume of the same step: the newer attempt replaces it
+        shutil.rmtree(target)
+    path.rename(target)
+    print(f"{path.name} is incomplete ({gap}), from a run stopped while saving it: set aside as {target}")
+
+
+def describe(found: list[tuple[Path, str | None]]) -> str:
+    return "; ".join(f"{path.name}: {gap}" for path, gap in found if gap is not None)
 
 
 def lora_targets(config: FinetuneConfig) -> list[str] | str:
