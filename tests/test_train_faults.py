@@ -214,3 +214,32 @@ def test_a_data_set_a_kill_caught_mid_swap_is_put_back(dataset, tmp_path):
     (tmp_path / f".ds.partial-{gone.pid}").mkdir()
     build_dataset.clear_leftovers(out)
     assert leftovers(out) == [] and len(load_from_disk(str(out))["train"]) == 36
+
+
+class _SavingModel:
+    """Writes what PEFT's save_pretrained writes; `die` stops it after the weights, like a kill."""
+
+    def __init__(self, weights: bytes, die: bool = False) -> None:
+        self.weights, self.die = weights, die
+
+    def save_pretrained(self, folder: str) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "adapter_model.safetensors").write_bytes(self.weights)
+        if self.die:
+            raise KeyboardInterrupt
+        (Path(folder) / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/local/base"}))
+
+
+def test_final_adapter_save_replaces_whole_files_or_nothing(tmp_path):
+    from inspector.tasks import get_task
+
+    out = tmp_path / "adapter"
+    finetune.save_adapter(_SavingModel(b"first"), out.mkdir() or out, "org/base", get_task("degradation"))
+    with pytest.raises(KeyboardInterrupt):
+        finetune.save_adapter(_SavingModel(b"second", die=True), out, "org/base", get_task("degradation"))
+    assert (out / "adapter_model.safetensors").read_bytes() == b"first", "the earlier adapter is intact"
+    finetune.save_adapter(_SavingModel(b"third"), out, "org/base", get_task("degradation"))
+    assert (out / "adapter_model.safetensors").read_bytes() == b"third"
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/base"
+    assert sorted(path.name for path in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                           "inspector_task.json"]

@@ -308,15 +308,25 @@ def sanity_check(collator, rows, processor) -> None:
 
 
 def save_adapter(model, out: Path, base_model_id: str, task) -> None:
-    """The adapter folder the app and `PeftModel.from_pretrained` load; no processor, no checkpoint."""
-    model.save_pretrained(str(out))
+    """The adapter folder the app and `PeftModel.from_pretrained` load; no processor, no checkpoint.
+
+    Written into a staging folder inside `out`, then each file renamed into place: a kill
+    during the save leaves the previous adapter files (or none), never a truncated one.
+    """
+    staging = out / ".adapter-partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
     # The base it names: never this machine's path (the folder is published and loaded elsewhere).
     # Set after saving: PEFT would otherwise look that name up to check the vocabulary.
-    config_path = out / "adapter_config.json"
+    config_path = staging / "adapter_config.json"
     adapter_config = json.loads(config_path.read_text())
     adapter_config["base_model_name_or_path"] = base_model_id
     config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
-    task.save_config(out)  # inspector_task.json: the app serves the adapter with this task's prompt and parser
+    task.save_config(staging)  # inspector_task.json: the app serves the adapter with this task's prompt and parser
+    # The weights last: an adapter_model.safetensors in `out` means the config beside it is this run's.
+    for path in sorted(staging.iterdir(), key=lambda path: path.name == "adapter_model.safetensors"):
+        os.replace(path, out / path.name)
+    staging.rmdir()
     print(f"adapter written to {out}")
 
 
