@@ -71,6 +71,9 @@ def quantization_config(runtime: Runtime):
 
     The vision tower stays unquantized: backward through an nf4 layer with a bias (its
     qkv) fails on CPU, and serving must match the precision the adapter trained with.
+    Skip patterns match from the start of the module name in transformers 5.2x
+    (`quantizers_utils.should_convert_module`), so the tower is named by its full path
+    `model.visual`; the bare `visual` covers releases that matched any segment.
     """
     if not runtime.quantized:
         return None
@@ -78,7 +81,7 @@ def quantization_config(runtime: Runtime):
 
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=["visual", "lm_head"],
+        bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=["model.visual", "visual", "lm_head"],
     )
 
 

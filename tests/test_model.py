@@ -108,7 +108,9 @@ def test_nf4_path_loads_and_generates_on_cpu(tiny_model, tiny_adapter):
                                                adapter_revision=None, precision="nf4", max_new_tokens=4))
     import bitsandbytes as bnb
 
-    assert any(isinstance(module, bnb.nn.Linear4bit) for module in inspector.model.modules())
+    quantized = [name for name, module in inspector.model.named_modules() if isinstance(module, bnb.nn.Linear4bit)]
+    assert any(".language_model." in name for name in quantized)
+    assert not [name for name in quantized if ".visual." in name], "the vision tower stays unquantized"
     result = inspector.inspect([Image.new("RGB", (96, 96), (10, 200, 30))])[0]
     assert result.base.raw_text is not None and result.adapter.verdict != "unavailable"
 
