@@ -195,17 +195,33 @@ LANGUAGE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "u
 # pictures, their own instruction). It never sees a degraded picture, the inspection
 # instruction or its answers: the degradation task stays the adapter's to learn.
 
-PRETRAIN_INSTRUCTION = "Describe the picture as JSON: the shape, its colour, the background texture and its scale."
+PRETRAIN_INSTRUCTION = ("Describe the picture as JSON: the shape, its colour, the background texture and its scale, "
+                        "then how it looks: focus, pixels, grain and blocks.")
 PRETRAIN_COLOURS = {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 200), "yellow": (230, 210, 40),
                     "white": (240, 240, 240), "black": (20, 20, 20)}
 PRETRAIN_SHAPES = ("circle", "square", "triangle")
-PRETRAIN_TEXTURES = ("plain", "stripes", "checks", "dots")
+PRETRAIN_TEXTURES = ("plain", "stripes", "checks", "dots", "leaves")
 PRETRAIN_SCALES = {"fine": (2.0, 4.0), "medium": (6.0, 10.0), "coarse": (16.0, 28.0)}  # period in pixels
 SPECTRUM_BANDS = (0.0, 0.04, 0.09, 0.15, 0.23, 0.33, 0.75)  # radial frequency edges, cycles per pixel
+# How a picture looks, in the stand-in's own words: what a pre-trained VLM can say of any photo
+# ("a bit soft", "grainy") before it learns our schema. Each quality is applied to a scene with
+# probability `chance`, its amount drawn log-uniformly over `amounts`, and named by the word
+# whose range holds it. Own words and own thresholds, never the taxonomy's: the adapter still
+# has to learn our types, names, severities and bands.
+PretrainQuality = tuple[str, float, tuple[float, float], dict[str, float]]
+PRETRAIN_QUALITIES: tuple[PretrainQuality, ...] = (
+    # key, chance, amounts, {word: where it starts}
+    # in the order light meets them: optics, sampling, sensor, file
+    ("focus", 0.4, (0.3, 8.0), {"crisp": 0.0, "soft": 0.9, "hazy": 3.0}),  # blur sigma, px
+    ("pixels", 0.35, (1.1, 6.0), {"fine": 0.0, "coarse": 1.5, "giant": 3.5}),  # down-up resize factor
+    ("grain", 0.4, (1.0, 45.0), {"clean": 0.0, "light": 4.0, "heavy": 15.0}),  # noise sigma on 0-255
+    ("blocks", 0.35, (20.0, 99.0), {"clean": 0.0, "light": 45.0, "heavy": 75.0}),  # 100 - JPEG quality
+)
 
 
-def pretrain_tiny(folder: str | Path, seed: int = 0, pictures: int = 1200, vision_steps: int = 800,
-                  caption_steps: int = 600, visual_token_budget: int = 64, learning_rate: float = 2e-3) -> Path:
+def pretrain_tiny(folder: str | Path, seed: int = 0, vision_steps: int = 800, caption_steps: int = 800,
+                  batch_size: int = 8, visual_token_budget: int = 64, learning_rate: float = 2e-3,
+                  held_out_pictures: int = 64) -> Path:
     """Write the tiny stand-in to `folder`, briefly pre-trained (full parameters) on synthetic pictures.
 
     1. `build_tiny(folder, seed)`, then the weights re-drawn at the scale of this width
@@ -214,18 +230,18 @@ def pretrain_tiny(folder: str | Path, seed: int = 0, pictures: int = 1200, visio
        ViT converges to (Dosovitskiy et al. 2021, fig. 7).
     2. The vision encoder learns to report the local spatial-frequency spectrum of each of
        its tokens (a self-supervised target, like a masked autoencoder's pixels).
-    3. The language model (and the merger) learn to describe the pictures in JSON:
-       {"shape":...,"colour":...,"texture":...,"scale":...}.
-    Deterministic by seed; about 2-3 minutes on 2 CPU cores. Returns `folder`.
+    3. The whole model learns to describe the pictures in JSON, what they show and how
+       they look: {"shape":...,"colour":...,"texture":...,"scale":...,"focus":...,...}.
+    Every step draws new pictures: a 2-layer model shown the same few thousand pictures
+    again learns them by heart instead of learning to see. `pretraining.json` records
+    the run and, per caption field, the share of `held_out_pictures` new pictures it
+    describes right. Deterministic by seed. Returns `folder`.
     """
     import time
 
     import numpy as np
     import torch
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
-
-    from inspector.images import make_views
-    from inspector.prompts import build_inputs
 
     started = time.perf_counter()
     folder = Path(build_tiny(folder, seed))
@@ -234,23 +250,63 @@ def pretrain_tiny(folder: str | Path, seed: int = 0, pictures: int = 1200, visio
     torch.manual_seed(seed)
     _rescale_initialisation(model, seed)
     rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(max(1, pictures // 8)):
-        scenes = [_synthetic_scene(rng) for _ in range(8)]
+
+    _train_vision(model, _pretrain_batches(processor, rng, batch_size, visual_token_budget), vision_steps,
+                  learning_rate)
+    _train_captions(model, _pretrain_batches(processor, rng, batch_size, visual_token_budget), caption_steps,
+                    learning_rate)
+    model.save_pretrained(folder)
+    held_out = _caption_accuracy(model, processor, np.random.default_rng(seed + 1), visual_token_budget,
+                                 held_out_pictures)
+    record = {"pretrained": "inspector.tiny.pretrain_tiny", "seed": seed,
+              "pictures": (vision_steps + caption_steps) * batch_size, "vision_steps": vision_steps,
+              "caption_steps": caption_steps, "instruction": PRETRAIN_INSTRUCTION,
+              "visual_token_budget": visual_token_budget, "held_out_accuracy": held_out,
+              "seconds": round(time.perf_counter() - started, 1)}
+    (folder / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("pre-trained tiny Qwen2-VL written to %s in %.0f s", folder, record["seconds"])
+    return folder
+
+
+def _pretrain_batches(processor, rng, size: int, visual_token_budget: int):
+    """Endless batches of `size` new synthetic pictures: inputs, answer-only labels, token spectra."""
+    import torch
+
+    from inspector.images import make_views
+    from inspector.prompts import build_inputs
+
+    while True:
+        scenes = [_synthetic_scene(rng) for _ in range(size)]
         views = [make_views(image, visual_token_budget) for image, _ in scenes]
         batch = build_inputs(processor, views, PRETRAIN_INSTRUCTION, answers=[answer for _, answer in scenes])
         batch["labels"] = _answer_labels(batch, processor)
         batch["spectra"] = torch.tensor([band for own in views for view in own for band in _token_spectra(view)])
-        batches.append(batch)
-    _train_vision(model, batches, vision_steps, learning_rate)
-    _train_captions(model, batches, caption_steps, learning_rate)
-    model.save_pretrained(folder)
-    record = {"pretrained": "inspector.tiny.pretrain_tiny", "seed": seed, "pictures": len(batches) * 8,
-              "vision_steps": vision_steps, "caption_steps": caption_steps, "instruction": PRETRAIN_INSTRUCTION,
-              "visual_token_budget": visual_token_budget, "seconds": round(time.perf_counter() - started, 1)}
-    (folder / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n")
-    log.info("pre-trained tiny Qwen2-VL written to %s in %.0f s", folder, record["seconds"])
-    return folder
+        yield batch
+
+
+def _caption_accuracy(model, processor, rng, visual_token_budget: int, pictures: int = 64) -> dict[str, float]:
+    """Per caption field, the share of new pictures the pre-trained stand-in describes right (greedy)."""
+    import torch
+
+    from inspector.images import make_views
+    from inspector.prompts import build_inputs
+    hits: dict[str, list[bool]] = {}
+    for start in range(0, pictures, 16):
+        scenes = [_synthetic_scene(rng) for _ in range(min(16, pictures - start))]
+        inputs = build_inputs(processor, [make_views(image, visual_token_budget) for image, _ in scenes],
+                              PRETRAIN_INSTRUCTION)
+        with torch.inference_mode():
+            output = model.generate(**inputs, max_new_tokens=160, do_sample=False)
+        texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        for (_, answer), text in zip(scenes, texts):
+            try:
+                said = json.loads(text)
+            except json.JSONDecodeError:  # cut short or malformed: every field counts as missed
+                said = {}
+            said = said if isinstance(said, dict) else {}
+            for key, value in json.loads(answer).items():
+                hits.setdefault(key, []).append(said.get(key) == value)
+    return {key: round(sum(flags) / len(flags), 3) for key, flags in hits.items()}
 
 
 def _rescale_initialisation(model, seed: int) -> None:
@@ -304,7 +360,12 @@ def _dct_filters(channels: int, colours: int, temporal: int, patch: int):
 
 
 def _synthetic_scene(rng):
-    """A shape on a plain, striped, checked or dotted background, and its JSON description."""
+    """A shape on a plain, striped, checked, dotted or leafy background, and its JSON description.
+
+    "leaves" is the dead-leaves model (overlapping discs, power-law radii): the one texture
+    with the scale-invariant statistics of natural photos, so that what the stand-in learns
+    to see on these pictures carries over to photos.
+    """
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -323,11 +384,14 @@ def _synthetic_scene(rng):
         mask = np.floor(u / period * 2) % 2
     elif texture == "checks":
         mask = (np.floor(u / period) + np.floor(v / period)) % 2
-    else:
+    elif texture == "dots":
         cell = period * 1.5
         mask = ((np.mod(u, cell) - cell / 2) ** 2 + (np.mod(v, cell) - cell / 2) ** 2 < (period * 0.4) ** 2)
-    pixels = first[None, None, :] * (1 - mask[..., None]) + second[None, None, :] * mask[..., None]
-    image = Image.fromarray(pixels.astype(np.uint8))
+    if texture == "leaves":
+        image = _dead_leaves(rng, size, smallest=period / 2)
+    else:
+        pixels = first[None, None, :] * (1 - mask[..., None]) + second[None, None, :] * mask[..., None]
+        image = Image.fromarray(pixels.astype(np.uint8))
     shape = PRETRAIN_SHAPES[rng.integers(len(PRETRAIN_SHAPES))]
     colour = list(PRETRAIN_COLOURS)[rng.integers(len(PRETRAIN_COLOURS))]
     radius = rng.uniform(0.15, 0.35) * size
@@ -340,7 +404,67 @@ def _synthetic_scene(rng):
     else:
         draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=fill)
     answer = {"shape": shape, "colour": colour, "texture": texture, "scale": "none" if texture == "plain" else scale}
-    return image, json.dumps(answer, separators=(",", ":"))
+    image, looks = _apply_qualities(image, rng)
+    return image, json.dumps(answer | looks, separators=(",", ":"))
+
+
+def _dead_leaves(rng, size: int, smallest: float, most_discs: int = 1200):
+    """Overlapping discs of random colours, radii with density r^-3 from `smallest` to size/4.
+
+    Enough discs to cover the picture about twice, at most `most_discs` (a fine scale then
+    leaves gaps of the first colour; drawing is the cost).
+    """
+    import math
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), tuple(int(c) for c in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    largest = size / 4
+    mean_area = math.pi * math.log(largest / smallest) / (0.5 * (smallest ** -2 - largest ** -2))
+    discs = min(most_discs, math.ceil(2 * size * size / mean_area))
+    # inverse CDF of p(r) ~ r^-3 on [smallest, largest]
+    uniform = rng.uniform(0, 1, discs)
+    radii = (smallest ** -2 - uniform * (smallest ** -2 - largest ** -2)) ** -0.5
+    base = rng.integers(0, 256, 3)
+    for radius, (x, y) in zip(radii, rng.uniform(-largest, size + largest, (discs, 2))):
+        colour = tuple(int(c) for c in np.clip(base + rng.normal(0, 70, 3), 0, 255))
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
+    return image
+
+
+def _apply_qualities(image, rng):
+    """The scene as a camera and a file might leave it: soft, grainy, blocky or coarse; and their words.
+
+    The pixel operations are `inspector.evidence.synthesis`'s, the one place that knows how an
+    image is blurred or compressed; what is applied, how much and how it is named are the
+    pre-training's own (`PRETRAIN_QUALITIES`).
+    """
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from inspector.evidence.synthesis import apply_blur, apply_jpeg, apply_low_resolution, apply_noise, to_uint8
+
+    pixels = np.asarray(image, dtype=np.float32)
+    words = {}
+    for key, chance, (low, high), thresholds in PRETRAIN_QUALITIES:
+        amount = math.exp(rng.uniform(math.log(low), math.log(high))) if rng.random() < chance else 0.0
+        words[key] = [word for word, start in thresholds.items() if amount >= start][-1]
+        if amount == 0.0:
+            continue
+        if key == "focus":
+            pixels = apply_blur(pixels, sigma=amount, kind=str(rng.choice(["gaussian", "defocus", "motion"])), rng=rng)
+        elif key == "grain":
+            pixels = apply_noise(pixels, sigma=amount, kind=str(rng.choice(["gaussian", "poisson_gaussian"])), rng=rng)
+        elif key == "blocks":
+            pixels, _ = apply_jpeg(pixels, quality=max(1, round(100 - amount)))
+        else:
+            interpolation = str(rng.choice(["nearest", "bilinear", "bicubic", "lanczos"]))
+            pixels = apply_low_resolution(pixels, factor=amount, interpolation=interpolation)
+    return Image.fromarray(to_uint8(pixels)), words
 
 
 def _token_spectra(view) -> list[list[float]]:
@@ -370,16 +494,18 @@ def _answer_labels(batch, processor):
 
 def _train_vision(model, batches, steps: int, learning_rate: float) -> None:
     """The vision encoder (and a linear probe, then dropped) regress each token's spectrum."""
+    import itertools
+
     import torch
 
     vision = model.model.visual
-    spectra = torch.cat([batch["spectra"] for batch in batches])
+    first = list(itertools.islice(batches, 8))  # the target's scale, from the first pictures
+    spectra = torch.cat([batch["spectra"] for batch in first])
     mean, std = spectra.mean(0), spectra.std(0) + 1e-6
     probe = torch.nn.Linear(vision.merger.mlp[-1].out_features, spectra.shape[1])
     parameters = list(vision.parameters()) + list(probe.parameters())
     optimizer, schedule = _optimizer(parameters, steps, learning_rate)
-    for step in range(steps):
-        batch = batches[step % len(batches)]
+    for step, batch in zip(range(steps), itertools.chain(first, batches)):
         features = vision(batch["pixel_values"], grid_thw=batch["image_grid_thw"]).pooler_output
         loss = torch.nn.functional.mse_loss(probe(features), (batch["spectra"] - mean) / std)
         _step(loss, parameters, optimizer, schedule)
@@ -388,25 +514,17 @@ def _train_vision(model, batches, steps: int, learning_rate: float) -> None:
 
 
 def _train_captions(model, batches, steps: int, learning_rate: float) -> None:
-    """The language model and the merger learn to describe the pictures; the encoder stays."""
-    import torch  # noqa: F401 - for the optimizer helpers
-
-    vision = model.model.visual
-    for parameter in model.parameters():
+    """The whole model learns to describe the pictures, end to end, as a VLM's pre-training does."""
+    parameters = list(model.parameters())
+    for parameter in parameters:
         parameter.requires_grad = True
-    for parameter in list(vision.patch_embed.parameters()) + list(vision.blocks.parameters()):
-        parameter.requires_grad = False
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer, schedule = _optimizer(parameters, steps, learning_rate)
     model.train()
-    for step in range(steps):
-        batch = {key: value for key, value in batches[step % len(batches)].items() if key != "spectra"}
-        loss = model(**batch).loss
+    for step, batch in zip(range(steps), batches):
+        loss = model(**{key: value for key, value in batch.items() if key != "spectra"}).loss
         _step(loss, parameters, optimizer, schedule)
         if (step + 1) % 200 == 0:
             log.info("tiny pre-training, captions %d/%d: loss %.3f", step + 1, steps, loss.item())
-    for parameter in model.parameters():
-        parameter.requires_grad = True
     model.eval()
 
 

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from conftest import ROOT, subprocess_env
+from inspector.device import choose_runtime
 
 RECIPE = str(ROOT / "train" / "recipes" / "tiny.yaml")
 TARGET_ADAPTER_MACRO_F1 = 0.6  # the issue's target
@@ -46,9 +47,16 @@ def lifecycle(tmp_path_factory) -> dict:
     stdout, seconds["evaluate"] = run("train/evaluate.py", "--config", RECIPE, "--adapter", str(adapter),
                                       "--base", str(base), "--dataset", str(data), "--json")
     summary = json.loads(stdout.strip().splitlines()[-1])
-    print(json.dumps({"summary": summary, "seconds": {step: round(value) for step, value in seconds.items()}}))
-    return {"summary": summary, "seconds": seconds, "adapter": adapter,
-            "results": json.loads((adapter / "eval" / "results.json").read_text())}
+    # The same evaluation in the precision the app picks on this CPU (bf16 where native, else int8).
+    fast = choose_runtime(device="cpu").precision
+    stdout, seconds["evaluate_fast"] = run("train/evaluate.py", "--config", RECIPE, "--adapter", str(adapter),
+                                           "--base", str(base), "--dataset", str(data), "--json",
+                                           "--precision", fast, "--out", str(root / f"eval-{fast}"))
+    fast_summary = json.loads(stdout.strip().splitlines()[-1])
+    print(json.dumps({"summary": summary, f"summary_{fast}": fast_summary,
+                      "seconds": {step: round(value) for step, value in seconds.items()}}))
+    return {"summary": summary, "fast_summary": fast_summary, "seconds": seconds, "adapter": adapter,
+            "base": base, "results": json.loads((adapter / "eval" / "results.json").read_text())}
 
 
 @pytest.mark.slow
@@ -61,6 +69,16 @@ def test_tiny_lifecycle_runs_and_the_adapter_learns_the_answer_format(lifecycle)
     assert {"adapter_config.json", "adapter_model.safetensors", "inspector_task.json"} <= {
         path.name for path in lifecycle["adapter"].iterdir()}
     assert sum(lifecycle["seconds"].values()) <= 900, lifecycle["seconds"]
+    record = json.loads((lifecycle["base"] / "pretraining.json").read_text())
+    assert all(0.0 <= share <= 1.0 for share in record["held_out_accuracy"].values())
+
+
+@pytest.mark.slow
+def test_the_apps_fast_precision_loses_at_most_one_point_of_macro_f1(lifecycle):
+    """Issue 6: quality must not pay for speed (the evaluation rerun in the app's CPU precision)."""
+    full, fast = lifecycle["summary"], lifecycle["fast_summary"]
+    for model in ("base", "adapter"):
+        assert fast[model]["macro_f1"] >= full[model]["macro_f1"] - 0.01, (model, full, fast)
 
 
 @pytest.mark.slow
