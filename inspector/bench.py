@@ -178,9 +178,20 @@ def peak_memory_gb() -> dict:
     return {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), since the same 2 vCPUs run at very different rates."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()} {os.cpu_count()} CPUs ({torch.backends.cpu.get_cpu_capability()}), "
+    return (f"{platform.machine()} {os.cpu_count()} CPUs, {cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), "
             f"{gpu}, torch {torch.__version__} with {torch.get_num_threads()} threads")
 
 

@@ -3,9 +3,10 @@
 `TaskCollator` builds the model input of each row with the task's views and messages
 and `build_task_inputs` (what serving uses), then keeps as labels the tokens of every
 assistant answer and the `<|im_end|>` closing it; everything else (system prompt,
-questions, image placeholders, padding) is -100. For a single-turn row that is
-exactly `inspector.collate.answer_labels`; for a VisDial dialogue, all ten answers
-count, each given the true history before it (teacher forcing over the rounds).
+questions, image placeholders, padding) is -100. For a single-turn row that is its one
+answer; for a VisDial dialogue, all ten answers count, each given the true history
+before it (teacher forcing over the rounds). The one collator of the project: the
+tiny stand-in's pre-training masks its captions with `dialogue_labels` too.
 """
 
 from __future__ import annotations
