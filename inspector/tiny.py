@@ -525,7 +525,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m inspector.tiny", description=main.__doc__)
     parser.add_argument("folder", help="where to write the model folder")
-    parser.add_argument("--pretrain", action="store_true", help="pre-train it briefly (pretrain_tiny): ~2-3 min")
+    parser.add_argument("--pretrain", action="store_true",
+                        help="pre-train it briefly (pretrain_tiny): 1-2 min on 2 CPU cores")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
