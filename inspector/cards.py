@@ -47,7 +47,7 @@ SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "1
 FILE_ROLES = {
     "adapter_config.json": "PEFT config; names the base model by its Hub id",
     "adapter_model.safetensors": "LoRA weights",
-    "inspector_task.json": "task, instruction and answer format the adapter was trained with",
+    "inspector_task.json": "task, instruction, answer format and visual-token budget the adapter was trained with",
     "training_config.yaml": "the resolved training config (local paths replaced by their last component)",
 }
 PROCESSOR_ROLE = "the base model's processor/tokenizer file, unchanged"

@@ -32,6 +32,9 @@ ADAPTER_NAME = "adapter"
 BASE_NAME = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
+DEFAULT_VISUAL_TOKENS = 256  # the app's budget where neither INSPECTOR_VISUAL_TOKENS nor the adapter names one
+
+
 @dataclass
 class InspectorConfig:
     """What to load and how to generate; every field has an environment override."""
@@ -42,7 +45,9 @@ class InspectorConfig:
     adapter_revision: str | None = DEFAULT_ADAPTER_REVISION
     device: str | None = None  # see inspector.device
     precision: str | None = None
-    visual_token_budget: int = 256  # visual tokens per image: more costs prefill time
+    # visual tokens per image (more costs prefill time); None: the one the adapter was trained
+    # with (its inspector_task.json), else DEFAULT_VISUAL_TOKENS
+    visual_token_budget: int | None = None
     max_new_tokens: int = 48  # the compact answer needs ~30; prose is cut here
     min_new_tokens: int = 0  # benchmarks force a fixed length with min = max
 
@@ -142,6 +147,8 @@ class Inspector:
         self.model = model
         self.processor = processor
         self.runtime = runtime
+        if config.visual_token_budget is None:
+            config.visual_token_budget = DEFAULT_VISUAL_TOKENS
         self.config = config
         self.has_adapter = has_adapter
         self.notices = list(notices or [])
@@ -166,6 +173,10 @@ class Inspector:
             except Unavailable as error:
                 notices.append(f"Adapter not loaded, the base model serves alone: {error}")
                 log.info(notices[-1])  # callers show notices (CLI: stderr, app: the page)
+        if config.visual_token_budget is None and has_adapter:
+            config.visual_token_budget = read_visual_token_budget(folder)
+            if config.visual_token_budget is not None:
+                log.info("visual tokens per image: %d, as the adapter was trained", config.visual_token_budget)
         if runtime.int8:
             quantize_int8(model)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
@@ -246,6 +257,12 @@ class Inspector:
             prediction = task.parse(text)
             answers[row] = {"prediction": prediction, "raw_text": text, "markdown": task.render(prediction, text)}
         return answers
+
+
+def read_visual_token_budget(adapter_folder: Path) -> int | None:
+    from inspector.tasks.base import read_visual_token_budget as read
+
+    return read(adapter_folder)
 
 
 def read_task(adapter_folder: Path):

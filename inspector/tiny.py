@@ -271,8 +271,6 @@ def pretrain_tiny(folder: str | Path, seed: int = 0, caption_steps: int = 800,
 
 def _pretrain_batches(processor, rng, size: int, visual_token_budget: int):
     """Endless batches of `size` new synthetic pictures: inputs and answer-only labels."""
-    import torch
-
     from inspector.images import make_views
     from inspector.prompts import build_inputs
 

@@ -228,6 +228,7 @@ def test_finetune_writes_the_adapter_folder_contract(trained_adapter, tiny_model
     task = json.loads((trained_adapter / "inspector_task.json").read_text())
     assert task["task"] == "degradation" and task["answer_format"] == "json-labels"
     assert task["instruction"] == DEFAULT_INSTRUCTION
+    assert task["visual_token_budget"] == 64, "the app serves the adapter with the budget it trained with"
     resolved = yaml.safe_load((trained_adapter / "training_config.yaml").read_text())
     assert resolved["max_steps"] == 2 and resolved["visual_token_budget"] == 64
     assert resolved["output_dir"] == str(trained_adapter)
@@ -275,3 +276,18 @@ def test_evaluate_writes_results_with_the_published_schema(trained_adapter, tiny
     assert saved["visual_token_budget"] == 64, "the budget comes from the adapter's training_config.yaml"
     assert "| macro F1 (presence) |" in (out / "results.md").read_text()
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 4
+
+
+def test_the_app_serves_an_adapter_with_the_visual_tokens_it_trained_with(trained_adapter, tiny_model, monkeypatch):
+    """The views (so the model input) depend on the budget: an adapter trained at 64 tokens is
+    served at 64, unless INSPECTOR_VISUAL_TOKENS says otherwise; the base alone at the default."""
+    from inspector.model import DEFAULT_VISUAL_TOKENS, Inspector, InspectorConfig
+
+    monkeypatch.delenv("INSPECTOR_VISUAL_TOKENS", raising=False)
+    common = dict(base=str(tiny_model), adapter_revision=None, precision="fp32", max_new_tokens=2)
+    assert Inspector.load(InspectorConfig(adapter=str(trained_adapter), **common)).config.visual_token_budget == 64
+    monkeypatch.setenv("INSPECTOR_VISUAL_TOKENS", "128")
+    chosen = Inspector.load(InspectorConfig.from_env(adapter=str(trained_adapter), **common))
+    assert chosen.config.visual_token_budget == 128
+    alone = Inspector.load(InspectorConfig(adapter="", **common))
+    assert alone.config.visual_token_budget == DEFAULT_VISUAL_TOKENS

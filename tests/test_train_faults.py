@@ -234,11 +234,11 @@ def test_final_adapter_save_replaces_whole_files_or_nothing(tmp_path):
     from inspector.tasks import get_task
 
     out = tmp_path / "adapter"
-    finetune.save_adapter(_SavingModel(b"first"), out.mkdir() or out, "org/base", get_task("degradation"))
+    finetune.save_adapter(_SavingModel(b"first"), out.mkdir() or out, "org/base", get_task("degradation"), 256)
     with pytest.raises(KeyboardInterrupt):
-        finetune.save_adapter(_SavingModel(b"second", die=True), out, "org/base", get_task("degradation"))
+        finetune.save_adapter(_SavingModel(b"second", die=True), out, "org/base", get_task("degradation"), 256)
     assert (out / "adapter_model.safetensors").read_bytes() == b"first", "the earlier adapter is intact"
-    finetune.save_adapter(_SavingModel(b"third"), out, "org/base", get_task("degradation"))
+    finetune.save_adapter(_SavingModel(b"third"), out, "org/base", get_task("degradation"), 256)
     assert (out / "adapter_model.safetensors").read_bytes() == b"third"
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "org/base"
     assert sorted(path.name for path in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",

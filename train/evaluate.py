@@ -71,7 +71,7 @@ def main(config: EvalConfig) -> dict:
     from datasets import load_from_disk
 
     from inspector.hub import resolve_adapter
-    from inspector.model import Inspector, InspectorConfig
+    from inspector.model import DEFAULT_VISUAL_TOKENS, Inspector, InspectorConfig
 
     started = time.perf_counter()
     folder = resolve_adapter(config.adapter, config.adapter_revision)
@@ -80,7 +80,7 @@ def main(config: EvalConfig) -> dict:
     dataset_dir = config.dataset_dir or trained.get("dataset_dir")
     if not base or not dataset_dir:
         raise ValueError("give --base and --dataset (the adapter folder has no training_config.yaml naming them)")
-    budget = config.visual_token_budget or trained.get("visual_token_budget") or InspectorConfig.visual_token_budget
+    budget = config.visual_token_budget or trained.get("visual_token_budget") or DEFAULT_VISUAL_TOKENS
     if trained.get("visual_token_budget") not in (None, budget):
         print(f"warning: the adapter was trained with visual_token_budget {trained['visual_token_budget']} and is "
               f"evaluated with {budget} (--visual-token-budget or the recipe); these figures hold for an app "

@@ -49,7 +49,7 @@ from transformers import IntervalStrategy, TrainingArguments
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from inspector.model import DEFAULT_BASE, InspectorConfig  # noqa: E402
+from inspector.model import DEFAULT_BASE, DEFAULT_VISUAL_TOKENS  # noqa: E402
 from inspector.tiny import LANGUAGE_LORA_TARGETS  # noqa: E402
 
 # The vision tower's linear layers (Qwen2-VL names them apart from the language model's).
@@ -77,7 +77,7 @@ class FinetuneConfig:
         "aliases": ["--dataset"], "help": "folder written by train/build_dataset.py"})
     max_train_samples: int | None = None  # a subset for quick runs
     max_eval_samples: int | None = 64  # validation rows scored at each evaluation: each costs a forward pass
-    visual_token_budget: int = InspectorConfig.visual_token_budget  # must match serving; more: slower steps
+    visual_token_budget: int = DEFAULT_VISUAL_TOKENS  # saved in inspector_task.json, served with it; more: slower steps
     device: str | None = None  # cuda or cpu; default: inspector.device decides
     precision: str | None = None  # nf4 = QLoRA (the CUDA default); bf16 / fp32 = LoRA on unquantized weights
     lora_r: int = 16  # rank: higher adapts more, costs memory and time
@@ -203,7 +203,7 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     print(f"trained {result.global_step} steps in {time.perf_counter() - started:.1f} s, "
           f"final train loss {result.training_loss:.4f}")
-    save_adapter(trainer.model, out, base_model_id, task)
+    save_adapter(trainer.model, out, base_model_id, task, config.visual_token_budget)
     return out
 
 
@@ -307,7 +307,7 @@ def sanity_check(collator, rows, processor) -> None:
           f"in 2 rows); loss on {len(supervised)} tokens: {processor.tokenizer.decode(supervised)!r}")
 
 
-def save_adapter(model, out: Path, base_model_id: str, task) -> None:
+def save_adapter(model, out: Path, base_model_id: str, task, visual_token_budget: int) -> None:
     """The adapter folder the app and `PeftModel.from_pretrained` load; no processor, no checkpoint.
 
     Written into a staging folder inside `out`, then each file renamed into place: a kill
@@ -322,7 +322,8 @@ def save_adapter(model, out: Path, base_model_id: str, task) -> None:
     adapter_config = json.loads(config_path.read_text())
     adapter_config["base_model_name_or_path"] = base_model_id
     config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
-    task.save_config(staging)  # inspector_task.json: the app serves the adapter with this task's prompt and parser
+    # inspector_task.json: the app serves the adapter with this task's prompt, parser and visual-token budget
+    task.save_config(staging, visual_token_budget)
     # The weights last: an adapter_model.safetensors in `out` means the config beside it is this run's.
     for path in sorted(staging.iterdir(), key=lambda path: path.name == "adapter_model.safetensors"):
         os.replace(path, out / path.name)

@@ -97,9 +97,14 @@ class Task(ABC):
         return {"task": self.name, "instruction": self.instruction_template(), "answer_format": self.answer_format,
                 "needs_question": self.needs_question, "options": self.options()}
 
-    def save_config(self, folder: str | Path) -> Path:
+    def save_config(self, folder: str | Path, visual_token_budget: int | None = None) -> Path:
+        """Write inspector_task.json; with the visual-token budget the adapter was trained with,
+        which the app then serves it with (the views, and so the input, depend on it)."""
+        config = self.to_config()
+        if visual_token_budget is not None:
+            config["visual_token_budget"] = int(visual_token_budget)
         path = Path(folder) / TASK_FILE
-        path.write_text(json.dumps(self.to_config(), indent=2) + "\n")
+        path.write_text(json.dumps(config, indent=2) + "\n")
         return path
 
     def instruction_template(self) -> str:
@@ -179,6 +184,18 @@ def task_from_config(config: Mapping[str, Any]) -> Task:
     if not isinstance(config, Mapping) or "task" not in config:
         raise ValueError(f"{TASK_FILE} must be a JSON object with a 'task' key, got {str(config)[:80]!r}")
     return get_task(str(config["task"]), **dict(config.get("options") or {}))
+
+
+def read_visual_token_budget(folder: str | Path) -> int | None:
+    """The visual-token budget an adapter folder's inspector_task.json records, if any."""
+    path = Path(folder) / TASK_FILE
+    try:
+        budget = json.loads(path.read_text()).get("visual_token_budget")
+    except (OSError, ValueError, AttributeError):
+        return None  # no file, or one load_task reports on
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2 * MIN_VIEW_PATCHES**2:
+        return None
+    return budget
 
 
 def load_task(folder: str | Path) -> Task:
