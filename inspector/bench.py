@@ -74,13 +74,9 @@ def build_model(shape: str, precision: str, processor, seed: int = 0):
     from inspector.device import Runtime
     from inspector.tiny import LANGUAGE_LORA_TARGETS, qwen2_vl_2b_config
 
-    config = qwen2_vl_2b_config() if shape == "2b" else None
-    tokenizer = processor.tokenizer
-    if config is None:
+    if shape != "2b":
         raise ValueError("build_model builds the 2b shape; the tiny shape is loaded from its folder")
-    for key, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-                       ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
-        setattr(config, key, tokenizer.convert_tokens_to_ids(token))
+    config = qwen2_vl_2b_config(processor.tokenizer)
     from inspector.model import quantize_int8
 
     runtime = Runtime("cuda" if precision == "nf4" else "cpu", precision, "benchmark")

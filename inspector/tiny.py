@@ -68,15 +68,45 @@ TINY_VISION = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio
 TINY_VOCAB_SIZE = 1024
 
 
-def qwen2_vl_2b_config():
-    """The config of Qwen2-VL-2B-Instruct, built offline."""
+def qwen2_vl_2b_config(tokenizer=None):
+    """The config of Qwen2-VL-2B-Instruct, built offline; with `tokenizer` (the tiny stand-in's),
+    the image and vision tokens are that tokenizer's ids, so its processor can drive the model."""
     from transformers import Qwen2VLConfig
 
-    return Qwen2VLConfig(
+    config = Qwen2VLConfig(
         text_config=dict(QWEN2_VL_2B_TEXT), vision_config=dict(QWEN2_VL_2B_VISION),
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
         vision_end_token_id=151653, tie_word_embeddings=True,
     )
+    if tokenizer is not None:
+        for key, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+                           ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
+            setattr(config, key, tokenizer.convert_tokens_to_ids(token))
+    return config
+
+
+def build_2b_shaped(folder: str | Path, seed: int = 0) -> Path:
+    """A model folder of the exact Qwen2-VL-2B shape, random-initialised (bf16, 4.4 GB), with
+    the tiny stand-in's tokenizer and processor: what speed and memory runs load and train
+    through the real loading path (`load_base`, nf4 included) without the real weights."""
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as scratch:
+        processor = AutoProcessor.from_pretrained(build_tiny(Path(scratch) / "tiny", seed))
+        torch.manual_seed(seed)
+        model = Qwen2VLForConditionalGeneration(qwen2_vl_2b_config(processor.tokenizer)).to(torch.bfloat16)
+        model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+        if folder.exists():
+            shutil.rmtree(folder)
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    log.info("random Qwen2-VL-2B-shaped model written to %s", folder)
+    return folder
 
 
 def training_corpus() -> list[str]:

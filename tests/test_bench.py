@@ -62,3 +62,49 @@ def test_table_lists_every_setting_with_its_ratio(tiny_bench):
     for row in tiny_bench["settings"]:
         assert f"| {row['name']} |" in table
     assert "speed-up vs seed-style" in table
+
+
+def test_qlora_bench_runs_the_real_recipe_on_the_tiny_shape(tmp_path):
+    """benchmarks/qlora_bench.py: the degradation recipe through build_dataset and finetune, timed."""
+    out = tmp_path / "qlora.json"
+    done = subprocess.run([sys.executable, "benchmarks/qlora_bench.py", "--shape", "tiny", "--steps", "2",
+                           "--work", str(tmp_path / "work"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["shape"] == "tiny" and results["steps"] == 2 and results["batch_size"] == 1
+    assert results["samples_per_s"] > 0 and results["train_s"] > 0
+    assert results["tokens_per_row"] > 256, "448x448 crops at the recipe's 256 visual tokens, plus the prompt"
+    assert (tmp_path / "work" / "adapter" / "adapter_model.safetensors").is_file()
+    import torch
+
+    assert (results["peak_gpu_gib"] is not None) == torch.cuda.is_available()
+
+
+def test_qlora_bench_of_the_2b_shape_needs_a_gpu_and_says_so(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the 2b shape would run")
+    done = subprocess.run([sys.executable, "benchmarks/qlora_bench.py", "--shape", "2b", "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=ROOT)
+    assert done.returncode != 0 and "needs a CUDA GPU" in done.stderr
+    assert not list(tmp_path.iterdir()), "nothing was built before the refusal"
+
+
+def test_the_2b_shape_has_the_real_models_size_and_the_tiny_processors_token_ids(tiny_model):
+    """Built on the meta device (no memory): Qwen2-VL-2B-Instruct's 2.21 B parameters."""
+    import torch
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    from inspector.tiny import qwen2_vl_2b_config
+
+    tokenizer = AutoProcessor.from_pretrained(tiny_model).tokenizer
+    config = qwen2_vl_2b_config(tokenizer)
+    assert config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert qwen2_vl_2b_config().image_token_id == 151655, "without a tokenizer: Qwen's own ids"
+    with torch.device("meta"):
+        model = Qwen2VLForConditionalGeneration(config)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    assert 2.20e9 < parameters < 2.22e9, parameters
+    assert len(model.model.language_model.layers) == 28 and len(model.model.visual.blocks) == 32

@@ -145,6 +145,7 @@ def _as_mapping(value, name: str) -> dict[str, Any]:
 
 def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     """Train and save the adapter to `args.output_dir`; returns that folder."""
+    import torch
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, set_seed
@@ -203,6 +204,8 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     print(f"trained {result.global_step} steps in {time.perf_counter() - started:.1f} s, "
           f"final train loss {result.training_loss:.4f}")
+    if torch.cuda.is_available():  # what decides whether a recipe fits a card
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (allocated by torch)")
     save_adapter(trainer.model, out, base_model_id, task, config.visual_token_budget)
     return out
 
