@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES
 from inspector.tiny import PRETRAIN_QUALITIES, _apply_qualities, _synthetic_scene, pretrain_tiny
@@ -63,4 +64,8 @@ def test_a_short_pretraining_writes_a_loadable_model_and_its_record(tmp_path):
         assert set(record["held_out"][measure]) == fields
         assert all(0.0 <= share <= 1.0 for share in record["held_out"][measure].values())
     assert all(share > 0 for share in record["held_out"]["commonest_word"].values())
-    Qwen2VLForConditionalGeneration.from_pretrained(folder)  # the loading path of the real base
+    model = Qwen2VLForConditionalGeneration.from_pretrained(folder)  # the loading path of the real base
+    from inspector.tiny import _dct_filters
+
+    patch = model.model.visual.patch_embed.proj.weight
+    assert torch.equal(patch, _dct_filters(*patch.shape[:3], patch.shape[-1])), "the encoder stays as initialised"
