@@ -70,26 +70,20 @@ def build_model(shape: str, precision: str, processor, seed: int = 0):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2VLForConditionalGeneration
 
-    from inspector.model import ADAPTER_NAME, quantization_config
     from inspector.device import Runtime
-    from inspector.tiny import LANGUAGE_LORA_TARGETS, qwen2_vl_2b_config
+    from inspector.model import ADAPTER_NAME, load_base, quantize_int8
+    from inspector.tiny import LANGUAGE_LORA_TARGETS, build_2b_shaped, qwen2_vl_2b_config
 
     if shape != "2b":
         raise ValueError("build_model builds the 2b shape; the tiny shape is loaded from its folder")
-    config = qwen2_vl_2b_config(processor.tokenizer)
-    from inspector.model import quantize_int8
-
     runtime = Runtime("cuda" if precision == "nf4" else "cpu", precision, "benchmark")
-    torch.manual_seed(seed)
-    if runtime.quantized:  # nf4 weights are made by loading: save the random model, load it quantized
+    if runtime.quantized:  # nf4 weights are made by loading: write the random model, load it as the app does
         with tempfile.TemporaryDirectory() as folder:
-            Qwen2VLForConditionalGeneration(config).to(torch.bfloat16).save_pretrained(folder)
-            model = Qwen2VLForConditionalGeneration.from_pretrained(
-                folder, quantization_config=quantization_config(runtime), device_map={"": 0},
-                dtype=torch.bfloat16, attn_implementation="sdpa")
+            model, _ = load_base(str(build_2b_shaped(Path(folder) / "2b", seed)), runtime=runtime)
     else:
-        model = Qwen2VLForConditionalGeneration._from_config(config, dtype=runtime.torch_dtype,
-                                                              attn_implementation="sdpa")
+        torch.manual_seed(seed)
+        model = Qwen2VLForConditionalGeneration._from_config(qwen2_vl_2b_config(processor.tokenizer),
+                                                              dtype=runtime.torch_dtype, attn_implementation="sdpa")
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval()
     if runtime.int8:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -148,7 +148,7 @@ class Inspector:
         self.processor = processor
         self.runtime = runtime
         if config.visual_token_budget is None:
-            config.visual_token_budget = DEFAULT_VISUAL_TOKENS
+            config = replace(config, visual_token_budget=DEFAULT_VISUAL_TOKENS)
         self.config = config
         self.has_adapter = has_adapter
         self.notices = list(notices or [])
@@ -174,9 +174,12 @@ class Inspector:
                 notices.append(f"Adapter not loaded, the base model serves alone: {error}")
                 log.info(notices[-1])  # callers show notices (CLI: stderr, app: the page)
         if config.visual_token_budget is None and has_adapter:
-            config.visual_token_budget = read_visual_token_budget(folder)
-            if config.visual_token_budget is not None:
-                log.info("visual tokens per image: %d, as the adapter was trained", config.visual_token_budget)
+            from inspector.tasks.base import read_visual_token_budget
+
+            trained = read_visual_token_budget(folder)
+            if trained is not None:
+                config = replace(config, visual_token_budget=trained)
+                log.info("visual tokens per image: %d, as the adapter was trained", trained)
         if runtime.int8:
             quantize_int8(model)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
@@ -257,12 +260,6 @@ class Inspector:
             prediction = task.parse(text)
             answers[row] = {"prediction": prediction, "raw_text": text, "markdown": task.render(prediction, text)}
         return answers
-
-
-def read_visual_token_budget(adapter_folder: Path) -> int | None:
-    from inspector.tasks.base import read_visual_token_budget as read
-
-    return read(adapter_folder)
 
 
 def read_task(adapter_folder: Path):
