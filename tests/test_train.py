@@ -102,6 +102,28 @@ def test_dataset_is_balanced_over_types_severities_and_clean(tmp_path):
     assert not any(labels["blur"] != "none" and labels["low_resolution"] != "none" for labels in rows["labels"])
 
 
+def test_a_raised_train_split_shows_each_type_more_often_and_keeps_the_held_out_rows(tmp_path):
+    natural = load_from_disk(str(build(tmp_path / "natural", n=220, sample_photos=30, crop_size=64)))
+    raised = load_from_disk(str(build(tmp_path / "raised", n=220, sample_photos=30, crop_size=64,
+                                      train_combinations="raised")))
+
+    def shares(rows):
+        present = Counter(kind for labels in rows["labels"] for kind, word in labels.items() if word != "none")
+        return {kind: present[kind] / len(rows) for kind in DEGRADATION_TYPES}
+
+    before, after = shares(natural["train"]), shares(raised["train"])
+    assert all(after[kind] >= before[kind] + 0.04 for kind in DEGRADATION_TYPES), (before, after)
+    assert all(0.33 <= share <= 0.5 for share in after.values()), after
+    assert not any(labels["blur"] != "none" and labels["low_resolution"] != "none"
+                   for labels in raised["train"]["labels"])
+    assert set(raised["train"]["source"]) == set(natural["train"]["source"]), "the same train photos"
+    for split in ("validation", "test"):
+        one, two = (d[split].cast_column("image", ImageFeature(decode=False)) for d in (natural, raised))
+        assert one.to_list() == two.to_list(), f"the {split} split must not depend on the train mix"
+    with pytest.raises(ValueError, match="train_combinations"):
+        build_dataset.DatasetConfig(out=str(tmp_path / "x"), sample_photos=3, train_combinations="more")
+
+
 def test_dataset_needs_exactly_one_source(tmp_path):
     with pytest.raises(ValueError, match="exactly one source"):
         build_dataset.DatasetConfig(out=str(tmp_path), n=10)
