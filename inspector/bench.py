@@ -186,11 +186,16 @@ def machine() -> str:
 
 
 def run_bench(shape: str = "2b", image: str | None = None) -> dict:
+    """The whole benchmark, its scratch files (models, photos) in a folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="inspector-bench-") as scratch:
+        return _run_bench(shape, image, Path(scratch))
+
+
+def _run_bench(shape: str, image: str | None, work: Path) -> dict:
     from inspector.device import choose_runtime
     from inspector.tiny import build_tiny
 
     fast = choose_runtime().precision
-    work = Path(tempfile.mkdtemp(prefix="inspector-bench-"))
     tiny = build_tiny(work / "tiny")
     photos = {"1024x768": Path(image) if image else bench_photo((1024, 768), work),
               "12MP": bench_photo((4000, 3000), work)}

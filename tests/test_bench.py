@@ -20,12 +20,19 @@ from inspector.bench import render_table, settings
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
+    scratch = tmp_path_factory.mktemp("scratch")  # the bench's TMPDIR: what it leaves behind shows here
     done = subprocess.run([sys.executable, "-m", "inspector", "bench", "--shape", "tiny", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=ROOT)
+                          capture_output=True, text=True, timeout=300, env=subprocess_env() | {"TMPDIR": str(scratch)},
+                          cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     results["table"] = done.stdout
+    results["left_behind"] = sorted(path.name for path in scratch.glob("inspector-bench-*"))
     return results
+
+
+def test_the_bench_removes_its_scratch_models_and_photos(tiny_bench):
+    assert tiny_bench["left_behind"] == []
 
 
 def test_every_setting_runs_and_is_timed(tiny_bench):
