@@ -369,12 +369,6 @@ def _rescale_initialisation(model, seed: int) -> None:
             elif isinstance(module, torch.nn.Embedding):
                 module.weight.normal_(0.0, 1 / math.sqrt(module.embedding_dim), generator=generator)
     _set_perception(model.model.visual)
-    merger = model.model.visual.merger.ln_q  # its LayerNorm, like the blocks': a fixed scaling to start with
-    with torch.no_grad():
-        layout = perception_layout(merger.weight.shape[0])
-        merger.weight.fill_(4.0)
-        merger.bias.zero_()
-        merger.weight[[layout["reference"], layout["reference_twin"]]] = 0.0
 
 
 # --------------------------------------------------------------------------- the stand-in's eyes
@@ -423,7 +417,11 @@ def perception_layout(embed_dim: int, colours: int = 3) -> dict[str, slice | int
 
 
 def _set_perception(visual) -> None:
-    """Write the perception weights above into a Qwen2-VL vision encoder of depth >= 3 (in place)."""
+    """Write the perception weights above into a Qwen2-VL vision encoder of depth >= 3 (in place).
+
+    The merger's LayerNorm starts as the same fixed scaling (x4); its MLP keeps its weights,
+    for pre-training to train.
+    """
     import math
 
     import numpy as np
@@ -463,10 +461,11 @@ def _set_perception(visual) -> None:
             weights[layout["colour"].start + colour, colour] = flat
             weights[twin("colour").start + colour, colour] = -flat
         patch.weight.copy_(torch.from_numpy(weights))
-        for block in blocks:
-            for norm in (block.norm1, block.norm2):
-                norm.weight.fill_(1.0)
-                norm.weight[references] = 0.0
+        norms = [(norm, 1.0) for block in blocks for norm in (block.norm1, block.norm2)]
+        for norm, gain in norms + [(visual.merger.ln_q, 4.0)]:
+            norm.weight.fill_(gain)
+            norm.bias.zero_()
+            norm.weight[references] = 0.0
         # block 0: the reference pair; per band, the mean magnitude of its DCT coefficients
         blocks[0].attn.proj.bias[references[0]] = PERCEPTION_REFERENCE
         blocks[0].attn.proj.bias[references[1]] = -PERCEPTION_REFERENCE
