@@ -43,6 +43,12 @@ class Setting:
     cache: str = "dynamic"  # or "static"
     share_vision: bool = True  # one vision-tower pass for the base and adapter rows
     visual_token_budget: int = 256
+    int8_vision: bool = False  # int8 also in the vision tower (int8 leaves it fp32 by default)
+
+    @property
+    def model_key(self) -> tuple[str, bool]:
+        """Settings with the same key share one built model."""
+        return self.precision, self.int8_vision and self.precision == "int8"
 
 
 def settings(fast_precision: str) -> list[Setting]:
@@ -62,10 +68,12 @@ def settings(fast_precision: str) -> list[Setting]:
         others = [other for other in ("int8", "bf16", "fp32") if other != fast_precision]
         levers[:0] = [replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other)
                       for other in others]
+    if fast_precision == "int8":
+        levers.insert(len(others), replace(ours, name="lever: int8 vision tower too", int8_vision=True))
     return [ours, seed, *levers]
 
 
-def build_model(shape: str, precision: str, processor, seed: int = 0):
+def build_model(shape: str, precision: str, processor, seed: int = 0, int8_vision: bool = False):
     """A random-initialised Qwen2-VL with a LoRA adapter, in the asked precision."""
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2VLForConditionalGeneration
@@ -87,7 +95,7 @@ def build_model(shape: str, precision: str, processor, seed: int = 0):
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval()
     if runtime.int8:
-        quantize_int8(model)
+        quantize_int8(model, vision=int8_vision)
     return model, runtime
 
 
@@ -207,14 +215,15 @@ def _run_bench(shape: str, image: str | None, work: Path) -> dict:
     rows: dict[str, dict] = {}
     # One precision's model at a time (the fp32 2B alone is 9 GB), the fast one first, so its
     # memory figures are taken before any other model was built.
-    for precision in dict.fromkeys(setting.precision for setting in planned):
+    for key in dict.fromkeys(setting.model_key for setting in planned):
+        precision, int8_vision = key
         started = time.perf_counter()
-        inspector = _load(shape, precision, tiny, work)
-        results[f"load_s_{precision}"] = round(time.perf_counter() - started, 1)
+        inspector = _load(shape, precision, tiny, work, int8_vision)
+        results[f"load_s_{precision}{'_int8_vision' if int8_vision else ''}"] = round(time.perf_counter() - started, 1)
         time_setting(inspector, replace(planned[0], precision=precision, answer_tokens=2), photos["1024x768"])
-        for setting in (setting for setting in planned if setting.precision == precision):
+        for setting in (setting for setting in planned if setting.model_key == key):
             rows[setting.name] = _timed_row(inspector, setting, photos)
-        if precision == fast:
+        if key == planned[0].model_key:
             results.update(time_prefill_decode(inspector, photos["1024x768"]))
             results.update(peak_memory_gb())
             results["resident_gb"] = resident_gb()
@@ -227,23 +236,26 @@ def _run_bench(shape: str, image: str | None, work: Path) -> dict:
     return results
 
 
-def _load(shape: str, precision: str, tiny: Path, work: Path):
+def _load(shape: str, precision: str, tiny: Path, work: Path, int8_vision: bool = False):
     """An Inspector with a LoRA adapter in `precision`: the 2B shape random-initialised, or the tiny."""
-    from inspector.model import Inspector, InspectorConfig
+    from inspector.model import Inspector, InspectorConfig, quantize_int8
 
     if shape == "2b":
         from transformers import AutoProcessor
 
         processor = AutoProcessor.from_pretrained(tiny)
-        model, runtime = build_model(shape, precision, processor)
+        model, runtime = build_model(shape, precision, processor, int8_vision=int8_vision)
         return Inspector(model, processor, runtime, InspectorConfig(), True)
     from inspector.tiny import build_tiny_adapter
 
     adapter = work / "adapter"
     if not adapter.exists():
         build_tiny_adapter(tiny, adapter)
-    return Inspector.load(InspectorConfig(base=str(tiny), adapter=str(adapter), adapter_revision=None,
-                                          precision=precision))
+    inspector = Inspector.load(InspectorConfig(base=str(tiny), adapter=str(adapter), adapter_revision=None,
+                                               precision=precision))
+    if int8_vision:  # the load quantized the language model; this takes the remaining (vision) layers
+        quantize_int8(inspector.model, vision=True)
+    return inspector
 
 
 def _timed_row(inspector, setting: Setting, photos: dict[str, Path]) -> dict:

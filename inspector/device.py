@@ -4,8 +4,9 @@
   load time with `device_map` (a 4-bit model must never be moved with `.to()`).
 - CPU: bf16 where the CPU computes it natively (AVX512-BF16 or AMX): there bf16 halved
   prefill time and tripled decode speed against fp32 (DESIGN.md). Elsewhere int8: the
-  weights of every Linear layer in int8 per output channel, activations quantized per
-  call (PyTorch dynamic quantization, fbgemm/oneDNN kernels). Without native bf16 a bf16
+  weights of the language model's Linear layers in int8 per output channel, activations
+  quantized per call (PyTorch dynamic quantization, fbgemm/oneDNN kernels), the vision
+  tower in fp32 (`inspector.model.quantize_int8` says why). Without native bf16 a bf16
   matmul is converted on the fly (46 GFLOPS against 143 for fp32 on the AVX-512 VNNI
   Xeon here), while an int8 Linear of the 2B's MLP shape ran 5x faster than fp32 at one
   token and 2.7x at 220 (`python -m inspector bench` measures the whole report).

@@ -30,6 +30,7 @@ DEFAULT_ADAPTER = "degradation-inspector/qwen2-vl-2b-inspector-lora"
 DEFAULT_ADAPTER_REVISION = "v1"
 ADAPTER_NAME = "adapter"
 BASE_NAME = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+VISION_MODULE = "visual"  # Qwen2-VL's vision tower (blocks and merger): `model.visual`
 
 
 DEFAULT_VISUAL_TOKENS = 256  # the app's budget where neither INSPECTOR_VISUAL_TOKENS nor the adapter names one
@@ -272,27 +273,33 @@ def read_task(adapter_folder: Path):
         raise Unavailable(f"the adapter's task file cannot be used: {error}") from error
 
 
-def quantize_int8(model) -> int:
-    """Dynamic int8 of the base model's Linear layers, in place; returns how many.
+def quantize_int8(model, vision: bool = False) -> int:
+    """Dynamic int8 of the language model's Linear layers, in place; returns how many.
 
     PyTorch's dynamic quantization: weights in int8 per output channel, activations
-    quantized on the fly per call, fbgemm/oneDNN int8 kernels (VNNI). The vision tower,
-    the language model and the output head are quantized; LoRA's own A/B layers stay in
+    quantized on the fly per call, one scale per tensor, fbgemm/oneDNN int8 kernels (VNNI).
+    The language model and the output head are quantized; the vision tower (its blocks and
+    the merger) stays in fp32 unless `vision` is set, as nf4 leaves it in bf16
+    (`llm_int8_skip_modules`): a vision tower's activations span orders of magnitude within
+    a tensor, which one int8 scale per tensor cannot hold. On the tiny stand-in, whose set
+    encoder is such a tower, int8 everywhere cost 51 points of macro F1 and int8 in the
+    language model alone less than 1 (README, "Performance"). LoRA's own A/B layers stay in
     fp32 (they are small, and the adapter's update is what it trained). PEFT keeps working:
-    its LoRA layer calls its base layer as a module, whatever that module is. Applied
-    after the adapter is attached, since PEFT only wraps plain Linear layers.
+    its LoRA layer calls its base layer as a module, whatever that module is. Applied after
+    the adapter is attached, since PEFT only wraps plain Linear layers.
     """
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     targets = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-               if type(module) is torch.nn.Linear and ".lora_" not in name}
+               if type(module) is torch.nn.Linear and ".lora_" not in name
+               and (vision or VISION_MODULE not in name.split("."))}
     with warnings.catch_warnings():  # torch.ao's notice that it moves to torchao; the kernels are the same
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*(torch.ao.quantization|quantize_per_tensor).*")
         quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
-    log.info("int8: %d Linear layers quantized", len(targets))
+    log.info("int8: %d Linear layers quantized%s", len(targets), "" if vision else "; the vision tower stays fp32")
     return len(targets)
 
 

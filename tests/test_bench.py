@@ -115,3 +115,20 @@ def test_the_2b_shape_has_the_real_models_size_and_the_tiny_processors_token_ids
     parameters = sum(parameter.numel() for parameter in model.parameters())
     assert 2.20e9 < parameters < 2.22e9, parameters
     assert len(model.model.language_model.layers) == 28 and len(model.model.visual.blocks) == 32
+
+
+def test_on_an_int8_cpu_the_bench_also_times_int8_in_the_vision_tower(tiny_model, tmp_path):
+    """settings("int8"): the int8 default keeps the vision tower fp32; one lever takes it too, on its own model."""
+    import torch
+
+    from inspector.bench import _load
+
+    planned = {setting.name: setting for setting in settings("int8")}
+    lever = planned["lever: int8 vision tower too"]
+    assert planned["ours"].model_key == ("int8", False) and lever.model_key == ("int8", True)
+    assert planned["lever: bf16 instead of int8"].model_key == ("bf16", False)
+    assert "lever: int8 vision tower too" not in {setting.name for setting in settings("bf16")}
+    inspector = _load("tiny", "int8", tiny_model, tmp_path, int8_vision=True)
+    quantized = [name for name, module in inspector.model.named_modules()
+                 if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
+    assert any(".visual." in name for name in quantized) and any("lm_head" in name for name in quantized)

@@ -163,8 +163,9 @@ def test_shared_vision_pass_equals_the_vision_tower_on_every_row(tiny_inspector,
 
 
 def test_int8_quantizes_the_base_layers_keeps_lora_and_stays_close(tiny_model, tiny_adapter):
-    """CPU int8: every base Linear becomes a dynamic int8 layer, LoRA's A/B stay fp32, and the
-    logits of base and adapter rows stay near fp32's, in the same mixed batch."""
+    """CPU int8: every Linear of the language model and the head becomes a dynamic int8 layer,
+    the vision tower and LoRA's A/B stay fp32, and the logits of base and adapter rows stay near
+    fp32's, in the same mixed batch."""
     from inspector.prompts import build_inputs
 
     loaded = {precision: Inspector.load(InspectorConfig(base=str(tiny_model), adapter=str(tiny_adapter),
@@ -174,9 +175,10 @@ def test_int8_quantizes_the_base_layers_keeps_lora_and_stays_close(tiny_model, t
     quantized = [name for name, module in modules.items()
                  if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
     plain = [name for name, module in modules.items() if type(module) is torch.nn.Linear]
-    assert any(".visual." in name for name in quantized) and any("lm_head" in name for name in quantized)
+    assert any("lm_head" in name for name in quantized) and not any(".visual." in name for name in quantized)
     assert any(name.endswith("q_proj.base_layer") for name in quantized)
-    assert plain and all(".lora_A." in name or ".lora_B." in name for name in plain)
+    assert any(name.endswith(".visual.merger.mlp.0") for name in plain), "the vision tower stays fp32"
+    assert plain and all(".lora_A." in name or ".lora_B." in name or ".visual." in name for name in plain)
 
     views = make_views(Image.open(_noise_png()), 64)
     logits = {}
@@ -190,6 +192,21 @@ def test_int8_quantizes_the_base_layers_keeps_lora_and_stays_close(tiny_model, t
     assert error.max() < 0.2, error
     assert not torch.allclose(logits["int8"][0], logits["int8"][1]), "the adapter row still differs from the base"
     assert loaded["int8"].inspect([Image.open(_noise_png())])[0].adapter.raw_text
+
+
+def test_int8_of_the_vision_tower_is_opt_in(tiny_model):
+    """`quantize_int8(vision=True)` (the benchmark's lever) also takes the tower's blocks and merger."""
+    from inspector.device import Runtime
+    from inspector.model import load_base, quantize_int8
+
+    counts = {}
+    for vision in (False, True):
+        model, _ = load_base(str(tiny_model), runtime=Runtime("cpu", "fp32", "test"))
+        counts[vision] = quantize_int8(model, vision=vision)
+        visual = [name for name, module in model.named_modules()
+                  if ".visual." in name and isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
+        assert bool(visual) is vision, visual
+    assert counts[True] > counts[False] > 0, counts
 
 
 def test_int8_is_refused_on_cuda():
