@@ -29,6 +29,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visual-tokens", type=int, dest="visual_token_budget",
                         help="visual tokens per image (env INSPECTOR_VISUAL_TOKENS)")
     parser.add_argument("--max-new-tokens", type=int, help="generation length cap (env INSPECTOR_MAX_NEW_TOKENS)")
+    parser.add_argument("--kv-cache", choices=["dynamic", "static"], help="KV cache (env INSPECTOR_KV_CACHE)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -36,7 +37,7 @@ def config_from_args(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key) for key in (
         "base", "base_revision", "adapter", "adapter_revision", "device", "precision",
-        "visual_token_budget", "max_new_tokens")}
+        "visual_token_budget", "max_new_tokens", "kv_cache")}
     config = InspectorConfig.from_env(**overrides)
     if args.adapter is not None:
         # An adapter named on the command line comes with its own revision, or none

@@ -52,6 +52,28 @@ def test_batched_base_and_adapter_equal_separate_greedy_runs(tiny_inspector):
     assert alone_base != alone_adapter
 
 
+def test_static_kv_cache_gives_the_same_greedy_reports(tiny_inspector, monkeypatch):
+    """INSPECTOR_KV_CACHE=static (opt-in): the same answers in fp32, from a cache allocated per call."""
+    views = make_views(Image.open(_noise_png()), tiny_inspector.config.visual_token_budget)
+    dynamic = tiny_inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME])
+    monkeypatch.setattr(tiny_inspector.config, "kv_cache", "static")
+    calls = []
+    original = tiny_inspector.model.generate
+    monkeypatch.setattr(tiny_inspector.model, "generate",
+                        lambda *args, **kwargs: calls.append(kwargs["cache_implementation"]) or original(*args, **kwargs))
+    assert tiny_inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME]) == dynamic
+    assert calls == ["static"]
+
+
+def test_kv_cache_is_read_from_the_environment_and_checked(monkeypatch):
+    assert InspectorConfig.from_env().kv_cache == "dynamic"
+    monkeypatch.setenv("INSPECTOR_KV_CACHE", "static")
+    assert InspectorConfig.from_env().kv_cache == "static"
+    monkeypatch.setenv("INSPECTOR_KV_CACHE", "paged")
+    with pytest.raises(ValueError, match="INSPECTOR_KV_CACHE"):
+        InspectorConfig.from_env()
+
+
 def test_generate_is_one_call_for_both_reports(tiny_inspector, photo, monkeypatch):
     calls = []
     original = tiny_inspector.model.generate

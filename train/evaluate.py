@@ -64,6 +64,7 @@ class EvalConfig:
     max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
     device: str | None = None
     precision: str | None = None  # default: inspector.device decides, as in the app
+    kv_cache: str = "dynamic"  # or "static", the app's INSPECTOR_KV_CACHE
     json: bool = False  # print the summary as one JSON line instead of the Markdown table
 
 
@@ -96,7 +97,7 @@ def main(config: EvalConfig) -> dict:
     inspector = Inspector.load(InspectorConfig(
         base=base, base_revision=config.base_revision, adapter=config.adapter,
         adapter_revision=config.adapter_revision, device=config.device, precision=config.precision,
-        visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48))
+        visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48, kv_cache=config.kv_cache))
     if not inspector.has_adapter:
         raise RuntimeError(inspector.missing_adapter)
     task = inspector.task
