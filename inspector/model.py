@@ -52,9 +52,9 @@ class InspectorConfig:
     max_new_tokens: int = 48  # the compact answer needs ~30; prose is cut here
     min_new_tokens: int = 0  # benchmarks force a fixed length with min = max
     # The KV cache: "dynamic" grows token by token; "static" is allocated once per call. Static
-    # was a ninth faster on 2 vCPUs, but moved the tiny adapter's int8 macro F1 from 0.638 to
-    # 0.630, past the 1-point budget against fp32's 0.642 (README, "Performance"); on CUDA
-    # generate also compiles the decode step for it, minutes at the first request.
+    # was up to a ninth faster on 2 vCPUs (not in every run), but moved the tiny adapter's int8
+    # macro F1 from 0.638 to 0.630, past the 1-point budget against fp32's 0.642 (README,
+    # "Performance"); on CUDA generate also compiles the decode step for it, at the first request.
     kv_cache: str = "dynamic"
 
     def __post_init__(self):
