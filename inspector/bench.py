@@ -97,8 +97,10 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
             model, _ = load_base(str(build_2b_shaped(Path(folder) / "2b", seed)), runtime=runtime)
     else:
         torch.manual_seed(seed)
+        # int8 starts from the checkpoint's own bf16, as load_base loads it, and widens layer by layer
+        dtype = torch.bfloat16 if runtime.int8 else runtime.torch_dtype
         model = Qwen2VLForConditionalGeneration._from_config(qwen2_vl_2b_config(processor.tokenizer),
-                                                              dtype=runtime.torch_dtype, attn_implementation="sdpa")
+                                                              dtype=dtype, attn_implementation="sdpa")
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval()
     if runtime.int8:

@@ -106,7 +106,8 @@ def load_base(name: str, revision: str | None = None, runtime: Runtime | None = 
     """The Qwen2-VL base model and its processor, from a Hub repo id or a local folder.
 
     The real model and the tiny stand-in take this same path. Weights come only from
-    safetensors and no remote code runs.
+    safetensors and no remote code runs. For int8 the weights load in the checkpoint's own
+    dtype (bf16 for the 2B) and `quantize_int8` widens them layer by layer.
     """
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
@@ -115,7 +116,7 @@ def load_base(name: str, revision: str | None = None, runtime: Runtime | None = 
     try:
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
         model = Qwen2VLForConditionalGeneration.from_pretrained(
-            name, revision=revision, dtype=runtime.torch_dtype, device_map=device_map,
+            name, revision=revision, dtype="auto" if runtime.int8 else runtime.torch_dtype, device_map=device_map,
             quantization_config=quantization_config(runtime), attn_implementation="sdpa",
             use_safetensors=True, trust_remote_code=False,
         )
@@ -300,17 +301,30 @@ def quantize_int8(model, vision: bool = False) -> int:
     its LoRA layer calls its base layer as a module, whatever that module is. Applied after
     the adapter is attached, since PEFT only wraps plain Linear layers.
     """
+    import gc
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    targets = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+    targets = [name for name, module in model.named_modules()
                if type(module) is torch.nn.Linear and ".lora_" not in name
-               and (vision or VISION_MODULE not in name.split("."))}
+               and (vision or VISION_MODULE not in name.split("."))]
     with warnings.catch_warnings():  # torch.ao's notice that it moves to torchao; the kernels are the same
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*(torch.ao.quantization|quantize_per_tensor).*")
-        quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
+        # One layer at a time, widened to fp32 just before (exact from the checkpoint's bf16):
+        # quantizing the whole model at once needs all of it in fp32 first, 9 GB for the 2B.
+        for count, name in enumerate(targets):
+            if count % 16 == 0:
+                # Collecting as it goes: the 2B-shaped model peaked at 5.9 GB with it, 10.5 GB
+                # without (bf16 build, then this; garbage of the swaps piles up otherwise).
+                gc.collect()
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name)  # no list of modules: each fp32 layer is freed once swapped
+            getattr(parent, child).float()
+            quantize_dynamic(parent, {child: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    model.float()
+    gc.collect()  # what stays unquantized (the vision tower, norms, embeddings, LoRA) computes in fp32
     log.info("int8: %d Linear layers quantized%s", len(targets), "" if vision else "; the vision tower stays fp32")
     return len(targets)
 

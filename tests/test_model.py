@@ -231,6 +231,39 @@ def test_int8_of_the_vision_tower_is_opt_in(tiny_model):
     assert counts[True] > counts[False] > 0, counts
 
 
+def test_int8_from_a_bf16_checkpoint_widens_layer_by_layer_and_frees_what_it_swaps(tiny_model, tmp_path):
+    """The 2B is stored in bf16: int8 loads it as such (not all of it in fp32 first), quantizes each
+    Linear from its exact fp32 widening, frees the swapped-out layers, and computes in fp32 after."""
+    import gc
+    import weakref
+
+    from inspector.device import Runtime
+    from inspector.model import load_base, quantize_int8
+
+    model, processor = load_base(str(tiny_model), runtime=Runtime("cpu", "bf16", "test"))
+    model.save_pretrained(tmp_path / "bf16")
+    processor.save_pretrained(tmp_path / "bf16")
+    loaded, _ = load_base(str(tmp_path / "bf16"), runtime=Runtime("cpu", "int8", "test"))
+    assert loaded.dtype == torch.bfloat16, "loaded in the checkpoint's dtype"
+    swapped = weakref.ref(loaded.model.language_model.layers[0].mlp.down_proj)
+    gc.disable()  # the automatic collector may or may not run in between; quantize_int8 must not rely on it
+    try:
+        quantize_int8(loaded)
+        assert swapped() is None, "the fp32 layer it replaced is gone"
+    finally:
+        gc.enable()
+    assert {parameter.dtype for parameter in loaded.parameters()} == {torch.float32}
+
+    reference, _ = load_base(str(tmp_path / "bf16"), runtime=Runtime("cpu", "fp32", "test"))
+    views = make_views(Image.open(_noise_png()), 64)
+    from inspector.prompts import build_inputs
+
+    inputs = build_inputs(processor, [views], "Describe the image.")
+    with torch.inference_mode():
+        ours, theirs = loaded(**inputs).logits[:, -1], reference(**inputs).logits[:, -1]
+    assert ((ours - theirs).norm() / theirs.norm()) < 0.2  # the bound of the fp32-checkpoint test above
+
+
 def test_int8_is_refused_on_cuda():
     with pytest.raises(ValueError, match="nf4"):
         choose_runtime(device="cuda", precision="int8")
