@@ -97,7 +97,7 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
             model, _ = load_base(str(build_2b_shaped(Path(folder) / "2b", seed)), runtime=runtime)
     else:
         torch.manual_seed(seed)
-        # int8 starts from the checkpoint's own bf16, as load_base loads it, and widens layer by layer
+        # int8 starts from the 2B checkpoint's own bf16 (Runtime.load_dtype; a random model has no checkpoint)
         dtype = torch.bfloat16 if runtime.int8 else runtime.torch_dtype
         model = Qwen2VLForConditionalGeneration._from_config(qwen2_vl_2b_config(processor.tokenizer),
                                                               dtype=dtype, attn_implementation="sdpa")
@@ -132,7 +132,7 @@ def lever_applied(inspector, setting: Setting):
 
     generation = inspector.model.generation_config
     model = inspector.model.get_base_model() if hasattr(inspector.model, "get_base_model") else inspector.model
-    threads, cache = torch.get_num_threads(), inspector.config.kv_cache
+    threads, cache, attention = torch.get_num_threads(), inspector.config.kv_cache, model.config._attn_implementation
     inspector.config.kv_cache = "static" if setting.cache in ("static", "compiled") else "dynamic"
     if setting.cache == "compiled":
         # generate compiles the decode step itself when the cache is static (so on CUDA the
@@ -147,7 +147,7 @@ def lever_applied(inspector, setting: Setting):
         yield
     finally:
         inspector.config.kv_cache, generation.compile_config = cache, None
-        model.set_attn_implementation("sdpa")
+        model.set_attn_implementation(attention)
         torch.set_num_threads(threads)
 
 

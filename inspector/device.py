@@ -51,8 +51,14 @@ class Runtime:
     def torch_dtype(self) -> torch.dtype:
         """The dtype of the unquantized weights and of the compute."""
         if self.int8:
-            return torch.float32  # what is loaded before quantizing, and what the other layers compute in
+            return torch.float32  # what quantize_int8 leaves the unquantized layers in
         return torch.bfloat16 if self.quantized else DTYPES[self.precision]
+
+    @property
+    def load_dtype(self) -> torch.dtype | str:
+        """The dtype a checkpoint loads in: for int8 its own ("auto": bf16 for the 2B), which
+        `quantize_int8` widens layer by layer instead of loading all of it in fp32 first."""
+        return "auto" if self.int8 else self.torch_dtype
 
     def describe(self) -> str:
         return f"{self.device}/{self.precision} ({self.reason})"

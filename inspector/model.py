@@ -106,8 +106,7 @@ def load_base(name: str, revision: str | None = None, runtime: Runtime | None = 
     """The Qwen2-VL base model and its processor, from a Hub repo id or a local folder.
 
     The real model and the tiny stand-in take this same path. Weights come only from
-    safetensors and no remote code runs. For int8 the weights load in the checkpoint's own
-    dtype (bf16 for the 2B) and `quantize_int8` widens them layer by layer.
+    safetensors and no remote code runs. The dtype is the runtime's `load_dtype`.
     """
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
@@ -116,7 +115,7 @@ def load_base(name: str, revision: str | None = None, runtime: Runtime | None = 
     try:
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
         model = Qwen2VLForConditionalGeneration.from_pretrained(
-            name, revision=revision, dtype="auto" if runtime.int8 else runtime.torch_dtype, device_map=device_map,
+            name, revision=revision, dtype=runtime.load_dtype, device_map=device_map,
             quantization_config=quantization_config(runtime), attn_implementation="sdpa",
             use_safetensors=True, trust_remote_code=False,
         )
@@ -323,8 +322,8 @@ def quantize_int8(model, vision: bool = False) -> int:
             parent = model.get_submodule(parent_name)  # no list of modules: each fp32 layer is freed once swapped
             getattr(parent, child).float()
             quantize_dynamic(parent, {child: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-    model.float()
-    gc.collect()  # what stays unquantized (the vision tower, norms, embeddings, LoRA) computes in fp32
+    model.float()  # what stays unquantized (the vision tower, norms, embeddings, LoRA) computes in fp32
+    gc.collect()
     log.info("int8: %d Linear layers quantized%s", len(targets), "" if vision else "; the vision tower stays fp32")
     return len(targets)
 
