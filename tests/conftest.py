@@ -16,6 +16,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The one time limit a test may put on a child process or a page: a guard against a hang, not a
+# measure of speed. The whole default run takes minutes on the slowest CPU seen (AVX2 only), so
+# no healthy child comes near it on any machine; a slow CPU takes longer, it does not fail.
+HANG_GUARD_S = 1800
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
