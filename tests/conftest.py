@@ -17,6 +17,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The checkout under test (the project is installed from it: `pip install -e .[dev,train]`).
 ROOT = Path(__file__).resolve().parent.parent
 
+# The one time limit a test may put on a child process or a page: a guard against a hang, not a
+# measure of speed. The whole default run takes minutes on the slowest CPU seen (AVX2 only), so
+# no healthy child comes near it on any machine; a slow CPU takes longer, it does not fail.
+HANG_GUARD_S = 1800
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:

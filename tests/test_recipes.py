@@ -32,7 +32,7 @@ import yaml
 from datasets import load_from_disk
 from safetensors.torch import load_file
 
-from conftest import ROOT, subprocess_env
+from conftest import HANG_GUARD_S, ROOT, subprocess_env
 from fixtures_tasks import write_small_source
 from inspector.tasks import load_task
 
@@ -45,7 +45,6 @@ TINY_FINETUNE = ("--max-steps", "2", "--save-steps", "2", "--eval-steps", "2", "
                  "--max-train-samples", "8", "--max-eval-samples", "2", "--per-device-train-batch-size", "2",
                  "--gradient-accumulation-steps", "1", "--precision", "fp32")
 TINY_EVALUATE = ("--precision", "fp32")
-CHILD_TIMEOUT_S = 300
 
 
 @dataclass
@@ -73,7 +72,7 @@ def commands(name: str, paths: Paths) -> dict[str, list[str]]:
 
 def run_child(argv: list[str]) -> str:
     """`python SCRIPT ARGS...` from the repository root, as the README has it; its stdout."""
-    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=HANG_GUARD_S,
                           env=subprocess_env(), cwd=ROOT)
     assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}"
     return done.stdout
