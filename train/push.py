@@ -167,15 +167,14 @@ def stage_adapter(args: PushArgs, folder: Path, known_paths: tuple[str, ...]) ->
 
 
 def stage_task(source: Path, folder: Path, upload: Upload) -> None:
-    """inspector_task.json: the adapter's own, or the library's instruction when it has none."""
+    """inspector_task.json: the adapter's own, or the default task's (what the app assumes) when it has none."""
     if (source / "inspector_task.json").is_file():
         shutil.copyfile(source / "inspector_task.json", folder / "inspector_task.json")
         return
-    from inspector.prompts import DEFAULT_INSTRUCTION
+    from inspector.tasks import DEFAULT_TASK, get_task
 
-    task = {"task": "degradation", "instruction": DEFAULT_INSTRUCTION, "answer_format": "json-labels"}
-    (folder / "inspector_task.json").write_text(json.dumps(task, indent=2) + "\n")
-    upload.changes.append("inspector_task.json: absent; written with the instruction of inspector.prompts")
+    get_task(DEFAULT_TASK).save_config(folder)
+    upload.changes.append(f"inspector_task.json: absent; written for the default task ({DEFAULT_TASK})")
 
 
 def stage_processor(base_source: str, folder: Path) -> None:
@@ -314,11 +313,10 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...], tas
     problems = []
     columns = dataset[next(iter(dataset))].features
     if task is None:
-        from inspector.tasks import get_task
+        from inspector.tasks import DEFAULT_TASK, get_task
 
-        task = get_task("degradation")
-    required = ("image", "answer") if task.name == "degradation" else ("image",)
-    problems += [f"the data set has no {name!r} column" for name in required if name not in columns]
+        task = get_task(DEFAULT_TASK)
+    problems += [f"the data set has no {name!r} column" for name in task.required_columns if name not in columns]
     local_path = local_path_pattern(known_paths)
     for split, rows in dataset.items():
         flat = rows.flatten()
