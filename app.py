@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from inspector.batch import TABLE_COLUMNS, BatchError, expand_uploads, table_row, write_downloads
+from inspector.batch import PAGE_COLUMNS, BatchError, expand_uploads, page_row, write_downloads
 from inspector.evidence import measure, render_overlay
 from inspector.evidence.overlay import MAP_CHOICES, MAP_LABELS, WORST, legend_html
 from inspector.headline import build_headline, describe_estimate, headline_markdown
@@ -27,8 +27,8 @@ from inspector.images import ImageError, load_image
 from inspector.model import ADAPTER_NAME, BASE_NAME, Inspector, InspectorConfig
 from inspector.report import Report
 from inspector.runinfo import describe_runtime, runtime_line
-from inspector.taxonomy import TYPE_LABELS
 from inspector.tasks import get_task
+from inspector.taxonomy import TYPE_LABELS
 
 try:  # ZeroGPU: `spaces.GPU` attaches a GPU for the call on a Space and does nothing elsewhere.
     import spaces
@@ -187,7 +187,7 @@ def inspect_and_show(image_path: str | None, map_kind: str = WORST):
 def render_evidence(evidence: dict) -> str:
     # nowrap: in a narrow column, a Markdown table broke "moderate" and "low_resolution" mid-word.
     cell = "<td style='white-space:nowrap'>"
-    rows = ["<table><tr><th>type</th><th>severity</th><th>measured</th><th>confidence</th></tr>"]
+    rows = ["<table style='width:100%'><tr><th>type</th><th>severity</th><th>measured</th><th>confidence</th></tr>"]
     for item in evidence["degradations"]:
         rows.append(f"<tr>{cell}{TYPE_LABELS[item['type']]}</td>{cell}<b>{item['severity']}</b></td>"
                     f"{cell}{describe_estimate(item['type'], float(item['estimate']))}</td>{cell}{item['confidence']:.0%}</td></tr>")
@@ -211,7 +211,7 @@ def inspect_many(files: list[str] | None, progress=gr.Progress()):
         except ImageError as error:
             record = {"photo": name, "error": str(error)}
         records.append(record)
-        rows.append(table_row(record))
+        rows.append(page_row(record))
         yield rows, write_downloads(records, folder)
 
 
@@ -273,14 +273,14 @@ def build_single_tab() -> None:
                        elem_id="inspect-button")
     headline = gr.Markdown(elem_id="headline")
     base_title, adapter_title = column_titles()
-    with gr.Row(equal_height=True):
+    with gr.Row():
         with gr.Column():
             gr.Markdown(base_title, elem_id="base-title")
             base_md = gr.Markdown(elem_id="base-report")
         with gr.Column():
             gr.Markdown(adapter_title, elem_id="adapter-title")
             adapter_md = gr.Markdown(elem_id="adapter-report")
-        with gr.Column():
+        with gr.Column(scale=1, min_width=420):
             gr.Markdown("### Measured evidence", elem_id="evidence-title")
             evidence_md = gr.HTML(elem_id="evidence-report")
     with gr.Accordion("JSON", open=False):
@@ -304,8 +304,9 @@ def build_batch_tab() -> None:
     files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Photos, or a zip of them",
                     elem_id="batch-files")
     button = gr.Button("Inspect all", variant="primary", elem_id="batch-button")
-    table = gr.Dataframe(headers=TABLE_COLUMNS, label="Results (each row as soon as it is ready)",
-                         interactive=False, wrap=True, elem_id="batch-table")
+    table = gr.Dataframe(headers=PAGE_COLUMNS, label="Results (each row as soon as it is ready)",
+                         interactive=False, wrap=True, elem_id="batch-table",
+                         column_widths=["12%", "40%", "12%", "12%", "12%", "12%"])
     downloads = gr.File(label="Download: results.csv and results.json", file_count="multiple",
                         interactive=False, elem_id="batch-downloads")
     button.click(inspect_many, inputs=files, outputs=[table, downloads], api_name="inspect_many")

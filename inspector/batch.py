@@ -12,12 +12,13 @@ import csv
 import json
 import os
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from inspector.headline import describe_estimate
 from inspector.images import IMAGE_EXTENSIONS, ImageLimits
-from inspector.taxonomy import DEGRADATION_TYPES
+from inspector.taxonomy import DEGRADATION_TYPES, TYPE_LABELS
 
 MAX_PHOTOS = 64  # per batch: each costs a model call (seconds on a CPU)
 MAX_ZIP_BYTES = 512 * 1024 * 1024  # uncompressed total of the image members of one zip
@@ -78,6 +79,20 @@ def table_row(record: Mapping[str, Any]) -> list[str]:
               for kind in DEGRADATION_TYPES),
             *(said.get(kind, "-") for kind in DEGRADATION_TYPES),
             ", ".join(headline["disagreements"]), ""]
+
+
+PAGE_COLUMNS = ["photo", "headline", *(TYPE_LABELS[kind] for kind in DEGRADATION_TYPES)]
+
+
+def page_row(record: Mapping[str, Any]) -> list[str]:
+    """The page's narrower row: per type "measured severity (estimate); adapter: severity"."""
+    if "error" in record:
+        return [record["photo"], f"error: {record['error']}", *([""] * len(DEGRADATION_TYPES))]
+    full = table_row(record)
+    said = record["headline"]["adapter"] or {}
+    cells = [f"{measured}; adapter: {said.get(kind, '-')}"
+             for kind, measured in zip(DEGRADATION_TYPES, full[2:2 + len(DEGRADATION_TYPES)])]
+    return [record["photo"], record["headline"]["text"], *cells]
 
 
 def write_downloads(records: list[Mapping[str, Any]], folder: Path) -> list[str]:

@@ -12,7 +12,8 @@ present counts as agreeing that the type is there, and the line says by how much
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from inspector.taxonomy import DEGRADATION_TYPES, SEVERITY_RANK, TYPE_LABELS
 
