@@ -13,9 +13,11 @@ from conftest import HANG_GUARD_S
 
 @pytest.fixture(scope="module")
 def offline_server(tmp_path_factory):
-    """The app with the default (Hub) model names, offline: it must start and explain."""
+    """The app with the default (Hub) model names, no network and nothing set: it must start and explain."""
+    from conftest import no_network_env
+
     log = tmp_path_factory.mktemp("app-offline") / "app.log"
-    with AppServer(log, HF_HUB_CACHE=str(tmp_path_factory.mktemp("empty-cache"))) as running:
+    with AppServer(log, **no_network_env()) as running:
         yield running
 
 
@@ -57,6 +59,10 @@ def test_offline_app_starts_and_explains(offline_server, photo):
 
     page = _get(offline_server.url)
     assert "not loaded" in page and "INSPECTOR_BASE_MODEL" in page
+    log = offline_server.output()
+    # One reachability check, then the cache only: no retries of every file (150 s before the page came up).
+    assert log.count("The Hub cannot be reached") == 1 and "Retrying" not in log, log
+    assert "No model loaded" in page, "the runtime line says nothing runs"
     result = offline_server.client().predict(handle_file(str(photo)), api_name="/inspect")
     assert result["base"]["verdict"] == "unavailable"
     assert result["evidence"]["degradations"], "measured evidence works without a model"

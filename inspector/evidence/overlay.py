@@ -147,7 +147,7 @@ def legend_html(kind: str = WORST) -> str:
     rows = []
     for each in kinds:
         band = BANDS[each]
-        more, less = (">", "<") if band.increasing else ("<", ">")
+        more, less = ("&gt;", "&lt;") if band.increasing else ("&lt;", "&gt;")
         rows.append(
             f"<tr><td>{TYPE_LABELS[each]}</td><td>{UNIT_LABELS[each]}</td>"
             f"<td>{less}&nbsp;{_threshold(band.mild)}: clear</td>"
@@ -162,7 +162,7 @@ def legend_html(kind: str = WORST) -> str:
            "<span style='flex:1;height:12px;border-radius:3px;background:linear-gradient(to right,"
            "rgba(255,220,0,0.15),rgb(255,220,0) 2%,rgb(255,110,0) 50%,rgb(255,0,0))'></span>"
            "<span>severe</span></div>")
-    table = ("<table style='font-size:0.85em'><tr><th>map</th><th>unit</th><th></th><th>yellow</th>"
+    table = ("<table style='font-size:0.85em'><tr><th>map</th><th>unit</th><th>no tint</th><th>yellow</th>"
              "<th>orange</th><th>red</th></tr>" + "".join(rows) + "</table>")
     return (f"<div id='legend-body'><b>Legend: {MAP_LABELS[kind]}</b>{bar}{table}"
             f"<div style='font-size:0.85em'>{note}</div></div>")
