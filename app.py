@@ -24,10 +24,9 @@ from inspector.evidence.overlay import MAP_CHOICES, MAP_LABELS, WORST, legend_ht
 from inspector.headline import build_headline, describe_estimate, headline_markdown
 from inspector.hub import Unavailable
 from inspector.images import ImageError, load_image
-from inspector.model import ADAPTER_NAME, BASE_NAME, Inspector, InspectorConfig
-from inspector.report import Report
+from inspector.model import Inspector, InspectorConfig
 from inspector.runinfo import describe_runtime, runtime_line
-from inspector.tasks import get_task
+from inspector.tasks import DEFAULT_TASK, get_task
 from inspector.taxonomy import TYPE_LABELS
 
 try:  # ZeroGPU: `spaces.GPU` attaches a GPU for the call on a Space and does nothing elsewhere.
@@ -89,11 +88,13 @@ def load_inspector() -> tuple[Inspector | None, list[str]]:
 
 @gpu
 def run_model(picture, question: str = "") -> dict:
-    if TASK.name == "degradation":
-        return INSPECTOR.inspect([picture])[0].to_dict()
-    answers = INSPECTOR.ask(picture, question or None)
-    missing = {"prediction": None, "raw_text": "", "markdown": f"> **Note:** {INSPECTOR.missing_adapter}"}
-    return {"task": TASK.name, "base": answers[BASE_NAME], "adapter": answers.get(ADAPTER_NAME, missing)}
+    """Both models' answers for one loaded picture, through its task (the JSON of `Inspection.to_dict`)."""
+    return INSPECTOR.inspect_loaded([picture], question or None)[0].to_dict()
+
+
+def unavailable(notice: str) -> dict:
+    """A model's place in the JSON when it could not answer."""
+    return TASK.answer_json(TASK.unavailable(notice), "", notice)
 
 
 def inspect_picture(picture, question: str = "") -> dict:
@@ -102,15 +103,15 @@ def inspect_picture(picture, question: str = "") -> dict:
     result = {"width": picture.width, "height": picture.height, "evidence": evidence.to_dict(),
               "notices": list(NOTICES)}
     if INSPECTOR is None:
-        result["base"] = result["adapter"] = Report.unavailable(NOTICES[0]).to_dict()
+        result["base"] = result["adapter"] = unavailable(NOTICES[0])
     else:
         try:
             result.update(run_model(picture, question))
         except RuntimeError as error:  # e.g. CUDA out of memory: tell this visitor, serve the next
             log.exception("generation failed")
             message = f"The model failed on this image ({error.__class__.__name__}): try a smaller photo or retry."
-            result["base"] = result["adapter"] = Report.unavailable(message).to_dict()
-    if result.get("task", "degradation") == "degradation":
+            result["base"] = result["adapter"] = unavailable(message)
+    if TASK.compares_with_evidence:
         adapter = result["adapter"] if INSPECTOR is not None and INSPECTOR.has_adapter else None
         result["headline"] = build_headline(result["evidence"]["degradations"], adapter)
     return result
@@ -155,21 +156,18 @@ def render_map(image_path: str | None, map_kind: str, state: tuple | None = None
     return overlay, legend_html(map_kind)
 
 
-def render_report(report: dict) -> str:
-    if report["verdict"] == "unavailable" and INSPECTOR is None:
-        return "### Verdict: unavailable\n\nNot loaded: see the note at the top of the page."
-    return Report.from_dict(report).to_markdown()
+def render_report(answer: dict) -> str:
+    if INSPECTOR is None:  # the note at the top says why, once
+        return "### Not loaded\n\nSee the note at the top of the page."
+    return TASK.answer_markdown(answer)
 
 
 def render_result(result: dict | None) -> tuple[str, str, str, str]:
     """Markdown for the headline and the base, adapter and evidence columns."""
     if not result:
         return "", "", "", ""
-    evidence = render_evidence(result["evidence"])
-    if result.get("task", "degradation") != "degradation":
-        return "", result["base"]["markdown"], result["adapter"]["markdown"], evidence
-    return (headline_markdown(result["headline"]), render_report(result["base"]), render_report(result["adapter"]),
-            evidence)
+    headline = headline_markdown(result["headline"]) if "headline" in result else ""
+    return headline, render_report(result["base"]), render_report(result["adapter"]), render_evidence(result["evidence"])
 
 
 def show_result(result: dict | None, image_path: str | None, map_kind: str, state: tuple | None):
@@ -252,7 +250,7 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(notice_markdown(NOTICES), visible=bool(NOTICES), elem_id="notices")
         with gr.Tab("One photo"):
             build_single_tab()
-        if TASK.name == "degradation":
+        if TASK.compares_with_evidence:  # the table's columns are the degradation types
             with gr.Tab("Many photos"):
                 build_batch_tab()
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
@@ -269,8 +267,7 @@ def build_single_tab() -> None:
                                 label="Map", elem_id="map-selector")
             legend = gr.HTML(legend_html(WORST), elem_id="legend")
     question = gr.Textbox(label=f"Question ({TASK.title})", visible=TASK.needs_question, elem_id="question")
-    button = gr.Button("Inspect" if TASK.name == "degradation" else "Ask", variant="primary",
-                       elem_id="inspect-button")
+    button = gr.Button(TASK.action, variant="primary", elem_id="inspect-button")
     headline = gr.Markdown(elem_id="headline")
     base_title, adapter_title = column_titles()
     with gr.Row():
@@ -287,7 +284,7 @@ def build_single_tab() -> None:
         result_json = gr.JSON(label="result")
     shown = [headline, base_md, adapter_md, evidence_md, overlay, legend]
     examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*") if path.suffix in (".jpg", ".png"))
-    if examples and TASK.name == "degradation":
+    if examples and TASK.compares_with_evidence:  # the examples are degraded photos
         gr.Examples(examples, inputs=image, outputs=[result_json, *shown], fn=inspect_and_show,
                     cache_examples=True, cache_mode=example_cache_mode(), elem_id="examples",
                     example_labels=[EXAMPLE_CAPTIONS.get(Path(path).name, Path(path).stem) for path in examples],
@@ -313,7 +310,7 @@ def build_batch_tab() -> None:
 
 
 INSPECTOR, NOTICES = load_inspector()
-TASK = INSPECTOR.task if INSPECTOR is not None else get_task("degradation")
+TASK = INSPECTOR.task if INSPECTOR is not None else get_task(DEFAULT_TASK)
 RUNTIME = describe_runtime(INSPECTOR, NOTICES)
 log.info("running: %s", runtime_line(RUNTIME))
 demo = build_demo()

@@ -95,28 +95,3 @@ def test_every_option_has_help():
     undocumented = [f"{sub.prog} {action.option_strings or action.dest}" for sub in parsers for action in sub._actions
                     if not isinstance(action, argparse._SubParsersAction) and not action.help]
     assert undocumented == []
-
-
-def test_tiny_pretrain_says_how_long_it_takes_and_logs_its_progress(tmp_path, monkeypatch):
-    import contextlib
-    import io
-    import logging
-
-    import inspector.tiny
-    from inspector import cli
-
-    def pretrain(out, seed):  # the real one takes minutes; its progress lines go through this logger
-        logging.getLogger("inspector.tiny").info("tiny pre-training, captions 200/2400: loss 1.000")
-        return tmp_path
-
-    monkeypatch.setattr(inspector.tiny, "pretrain_tiny", pretrain)
-    monkeypatch.setattr(logging.getLogger("inspector.tiny"), "level", logging.NOTSET)
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        handler = logging.StreamHandler(stderr)
-        logging.getLogger().addHandler(handler)
-        try:
-            assert cli.main(["tiny", str(tmp_path), "--pretrain"]) == 0
-        finally:
-            logging.getLogger().removeHandler(handler)
-    assert "about 5 minutes" in stderr.getvalue() and "captions 200/2400" in stderr.getvalue()
