@@ -185,7 +185,7 @@ def inspect_and_show(image_path: str | None, map_kind: str = WORST):
 def render_evidence(evidence: dict) -> str:
     # nowrap: in a narrow column, a Markdown table broke "moderate" and "low_resolution" mid-word.
     cell = "<td style='white-space:nowrap'>"
-    rows = ["<table style='width:100%;font-size:0.9em'><tr><th>type</th><th>severity</th><th>measured</th><th>confidence</th></tr>"]
+    rows = ["<table style='width:100%;font-size:0.85em'><tr><th>type</th><th>severity</th><th>measured</th><th>conf.</th></tr>"]
     for item in evidence["degradations"]:
         rows.append(f"<tr>{cell}{TYPE_LABELS[item['type']]}</td>{cell}<b>{item['severity']}</b></td>"
                     f"{cell}{describe_estimate(item['type'], float(item['estimate']))}</td>{cell}{item['confidence']:.0%}</td></tr>")

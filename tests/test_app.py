@@ -100,7 +100,8 @@ def open_page(browser, url: str):
 def wait_until_idle(page) -> None:
     """Until no component shows Gradio's pending state (its status tracker is hidden when idle)."""
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=status-tracker]')]"
-                           ".every(tracker => tracker.classList.contains('hide'))")
+                           ".every(tracker => tracker.classList.contains('hide'))"
+                           " && !document.querySelector('.generating')")  # a streaming output's grey
 
 
 def screenshot(page, name: str) -> Path:
