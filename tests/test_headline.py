@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,16 +113,17 @@ def test_batch_rows_and_downloads(tmp_path):
     assert page_row(records[0])[2] == "mild (sigma 1.3 px); adapter: none"
     assert page_row(records[1])[1] == "error: not an image"
     csv_path, json_path = write_downloads(records, tmp_path / "out")
-    rows = list(csv.DictReader(open(csv_path, encoding="utf-8")))
+    with open(csv_path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
     assert [row["photo"] for row in rows] == ["a.png", "broken.png", "b.jpg"]
     assert rows[0]["measured noise"] == "severe (sigma 29 on 0-255)" and rows[0]["adapter noise"] == "severe"
     assert rows[0]["disagreements"] == "blur" and rows[1]["error"] == "not an image"
-    assert json.loads(open(json_path).read())[2]["photo"] == "b.jpg"
+    assert json.loads(Path(json_path).read_text())[2]["photo"] == "b.jpg"
     assert len(table_row(records[0])) == len(rows[0])
 
 
 def test_zip_uploads_are_read_in_memory_and_bounded(tmp_path, monkeypatch):
-    import inspector.batch as batch
+    from inspector import batch
 
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
