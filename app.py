@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from inspector.batch import PAGE_COLUMNS, BatchError, expand_uploads, page_row, write_downloads
+from inspector.uploads import PAGE_COLUMNS, BatchError, expand_uploads, page_row, write_downloads
 from inspector.evidence import measure, render_overlay
 from inspector.evidence.overlay import MAP_CHOICES, MAP_LABELS, WORST, legend_html
 from inspector.headline import build_headline, describe_estimate, headline_markdown

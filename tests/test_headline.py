@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspector.batch import BatchError, expand_uploads, page_row, table_row, write_downloads
+from inspector.uploads import BatchError, expand_uploads, page_row, table_row, write_downloads
 from inspector.evidence import measure
 from inspector.evidence.overlay import MAP_CHOICES, evidence_map, legend_html, render_overlay
 from inspector.headline import build_headline, describe_estimate
@@ -123,7 +123,7 @@ def test_batch_rows_and_downloads(tmp_path):
 
 
 def test_zip_uploads_are_read_in_memory_and_bounded(tmp_path, monkeypatch):
-    from inspector import batch
+    from inspector import uploads
 
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
@@ -138,7 +138,7 @@ def test_zip_uploads_are_read_in_memory_and_bounded(tmp_path, monkeypatch):
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(BatchError, match="not a readable zip"):
         expand_uploads([str(tmp_path / "broken.zip")])
-    monkeypatch.setattr(batch, "MAX_PHOTOS", 1)
+    monkeypatch.setattr(uploads, "MAX_PHOTOS", 1)
     with pytest.raises(BatchError, match="at most 1"):
         expand_uploads([str(archive)])
     with pytest.raises(BatchError, match="no photos"):
