@@ -54,9 +54,11 @@ class Setting:
         return self.precision, self.int8_vision and self.precision == "int8"
 
 
-def settings(fast_precision: str) -> list[Setting]:
+def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
+    """Ours, the seed-style baseline and the levers; on a GPU the baseline runs unquantized in
+    `gpu_compute` (`inspector.device.compute_dtype`: fp16 where the GPU has no bf16)."""
     ours = Setting("ours", fast_precision, "native", 32, True)
-    seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else "bf16", "processor", 150, False,
+    seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else gpu_compute, "processor", 150, False,
                    share_vision=False)
     levers = [
         replace(ours, name="lever: processor's default view", views="processor"),
@@ -91,7 +93,13 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
 
     if shape != "2b":
         raise ValueError("build_model builds the 2b shape; the tiny shape is loaded from its folder")
-    runtime = Runtime("cuda" if precision == "nf4" else "cpu", precision, "benchmark")
+    from inspector.device import compute_dtype
+
+    # Every precision but int8 runs on the GPU where there is one: the unquantized baseline too.
+    device = "cuda" if precision == "nf4" or (torch.cuda.is_available() and precision != "int8") else "cpu"
+    compute, why = compute_dtype(device)
+    runtime = Runtime(device, precision, f"benchmark; {why}" if precision == "nf4" else "benchmark", compute)
+    log.info("benchmark runtime: %s", runtime.describe())
     if runtime.quantized:  # nf4 weights are made by loading: write the random model, load it as the app does
         with tempfile.TemporaryDirectory() as folder:
             model, _ = load_base(str(build_2b_shaped(Path(folder) / "2b", seed)), runtime=runtime)
@@ -100,7 +108,7 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
         # int8 starts from the 2B checkpoint's own bf16 (Runtime.load_dtype; a random model has no checkpoint)
         dtype = torch.bfloat16 if runtime.int8 else runtime.torch_dtype
         model = Qwen2VLForConditionalGeneration._from_config(qwen2_vl_2b_config(processor.tokenizer),
-                                                              dtype=dtype, attn_implementation="sdpa")
+                                                              dtype=dtype, attn_implementation="sdpa").to(device)
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval()
     if runtime.int8:
@@ -241,7 +249,8 @@ def _run_bench(shape: str, image: str | None, work: Path) -> dict:
     from inspector.device import choose_runtime
     from inspector.tiny import build_tiny
 
-    fast = choose_runtime().precision
+    runtime = choose_runtime()
+    fast = runtime.precision
     tiny = build_tiny(work / "tiny")
     photos = {"1024x768": Path(image) if image else bench_photo((1024, 768), work),
               "12MP": bench_photo((4000, 3000), work)}
@@ -249,7 +258,7 @@ def _run_bench(shape: str, image: str | None, work: Path) -> dict:
                "load_average": os.getloadavg()[0]}
     if not torch.cuda.is_available():
         results.update(matmul_gflops())
-    planned = settings(fast)
+    planned = settings(fast, runtime.compute)
     rows: dict[str, dict] = {}
     # One precision's model at a time (the fp32 2B alone is 9 GB), the fast one first, so its
     # memory figures are taken before any other model was built.

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from inspector.generation import GREEDY_DECODING
 from inspector.images import load_image
 from inspector.scoring import ScoringRequest, score_candidates
 from inspector.tasks.base import Task, build_dialogue_messages, build_task_inputs
@@ -39,7 +40,7 @@ def generate_answers(model, processor, task: Task, examples: Sequence[Mapping[st
         inputs = inputs.to(model.device)
         kwargs = {"adapter_names": names * len(batch)} if adapter_names else {}
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens or task.max_new_tokens, do_sample=False,
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens or task.max_new_tokens, **GREEDY_DECODING,
                                     **kwargs)
         decoded = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         for row, text in enumerate(decoded):
