@@ -275,9 +275,9 @@ def test_a_checkpoints_sampling_settings_do_not_change_the_answers(tiny_model, t
     nor warn; without the project's settings the same checkpoint answers otherwise."""
     import shutil
 
-    import inspector.model
     from transformers import GenerationConfig
 
+    import inspector.model
     from inspector.generation import GREEDY_DECODING
 
     configured = tmp_path / "sampling-checkpoint"
