@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--shape", choices=["tiny", "2b"], default="2b",
                        help="random-initialised model: tiny stand-in or the exact Qwen2-VL-2B shape")
     bench.add_argument("--image", help="photo to inspect (default: a built-in 1024x768 photo)")
+    bench.add_argument("--settings", metavar="KEY,KEY", default=None,
+                       help="run only these settings (ours always runs), e.g. ours,seed-style,half-tokens; "
+                            "an unknown key lists the known ones")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
     bench.add_argument("--out", help="also write the JSON results to this file")
     add_model_arguments(bench)

@@ -6,12 +6,9 @@ query runs in `benchmarks/gpu_check.py` on a GPU.
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
-from conftest import ROOT
 from inspector.device import Runtime, choose_runtime, compute_dtype
 from inspector.model import quantization_config
 
@@ -75,10 +72,9 @@ def test_without_a_gpu_nf4_keeps_the_recipes_bf16(monkeypatch):
 @pytest.mark.parametrize("native_bf16", [True, False])
 def test_training_autocasts_to_the_same_dtype(monkeypatch, native_bf16):
     """finetune's TrainingConfig defaults: bf16 or fp16 autocast, as nf4 computes."""
-    _pretend_gpu(monkeypatch, native_bf16)
-    sys.path.insert(0, str(ROOT / "train"))
-    from finetune import TrainingConfig, _cuda_autocast
+    from train.finetune import TrainingConfig, _cuda_autocast  # imported before CUDA is pretended
 
+    _pretend_gpu(monkeypatch, native_bf16)
     assert _cuda_autocast() == ("bf16" if native_bf16 else "fp16")
     defaults = {name: TrainingConfig.__dataclass_fields__[name].default_factory() for name in ("bf16", "fp16")}
     assert defaults == {"bf16": native_bf16, "fp16": not native_bf16}

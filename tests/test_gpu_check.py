@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, subprocess_env
+from conftest import HANG_GUARD_S, ROOT, subprocess_env
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -53,7 +53,7 @@ def _wheels_folder(folder: Path, trimmed: bool = True) -> Path:
 
 def _gpu_check(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), *args], capture_output=True, text=True,
-                          env=subprocess_env(PYTHON=sys.executable), cwd=ROOT, timeout=300)
+                          env=subprocess_env(PYTHON=sys.executable), cwd=ROOT, timeout=HANG_GUARD_S)
 
 
 def test_dry_run_prints_the_plan_checks_the_wheels_and_runs_nothing(tmp_path):
@@ -61,7 +61,7 @@ def test_dry_run_prints_the_plan_checks_the_wheels_and_runs_nothing(tmp_path):
                       str(tmp_path / "check.json"))
     assert done.returncode == 0, done.stderr
     for expected in ("-m pip install --no-index --find-links", "gpu-requirements.txt", "--step mixed-batch",
-                     "qlora_bench.py --shape 2b --steps 30", "-m inspector bench --shape 2b", "deadline 480 s",
+                     "qlora_bench.py --shape 2b --steps 30", "-m inspector bench --shape 2b --settings ours,seed-style,", "deadline 540 s",
                      ": ready", "dry run: nothing was run"):
         assert expected in done.stdout, expected
     assert not list(tmp_path.glob("check*")), "a dry run writes nothing"
@@ -135,3 +135,20 @@ def test_figures_are_read_from_the_steps_results():
     assert (found["qlora_batch1_vram_gb"], found["qlora_samples_per_s"], found["mixed_batch_equal"]) == (6.2, 2.5, True)
     assert found["targets"] == {"side_by_side_s": 1.0, "serving_vram_gb": 4.0, "qlora_batch1_vram_gb": 7.0}
     assert "side_by_side_s" not in figures({"bench": {"rc": None, "timed_out": True}})
+
+
+def test_the_travelling_pins_are_inside_the_projects_ranges():
+    """What the GPU check installs is a version the project allows (pyproject.toml's ranges)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    ranges = {canonicalize_name(requirement.name): requirement.specifier
+              for requirement in map(Requirement, project["dependencies"] + project["optional-dependencies"]["train"])}
+    pins = [Requirement(pin) for pin in read_pins(ROOT / "benchmarks" / "gpu-requirements.txt")]
+    assert {canonicalize_name(pin.name) for pin in pins} == {"transformers", "peft", "bitsandbytes", "datasets", "trl"}
+    for pin in pins:
+        version = next(iter(pin.specifier)).version
+        assert ranges[canonicalize_name(pin.name)].contains(version), (pin, ranges[canonicalize_name(pin.name)])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES
@@ -52,7 +51,6 @@ def test_quality_words_name_what_was_done_to_the_picture():
     assert np.median(spread["heavy"]) > np.median(spread["light"]) > np.median(spread["clean"])
 
 
-@pytest.mark.timeout(300)
 def test_a_short_pretraining_writes_a_loadable_model_and_its_record(tmp_path):
     from transformers import Qwen2VLForConditionalGeneration
 
