@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,11 +104,15 @@ def run_step(step: Step, seconds_left: float, log: Path) -> dict:
     record = {"command": " ".join(step.command), "limit_s": round(limit), "log": log.name}
     print(f"== {step.name} (at most {limit:.0f} s): {record['command']}", flush=True)
     with log.open("w") as output:
+        # Its own process group: a step's children (finetune under qlora_bench) go with it at the
+        # deadline, instead of holding the GPU through the next step.
+        process = subprocess.Popen(step.command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env=step_env(),
+                                   start_new_session=True)
         try:
-            done = subprocess.run(step.command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env=step_env(),
-                                  timeout=limit)
-            record["rc"] = done.returncode
+            record["rc"] = process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             record["rc"], record["timed_out"] = None, True
     record["seconds"] = round(time.perf_counter() - started, 1)
     if step.result_file is not None and step.result_file.is_file():

@@ -16,7 +16,7 @@ from conftest import HANG_GUARD_S, ROOT, subprocess_env
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gpu_check import figures, mixed_batch_check  # noqa: E402
+from gpu_check import Step, figures, mixed_batch_check, run_step  # noqa: E402
 from gpu_wheels import check_wheels, read_pins, trim_bitsandbytes  # noqa: E402
 
 BNB_LIBRARIES = ("cpu", "cuda118", "cuda128", "cuda130", "cuda132", "rocm64")
@@ -152,3 +152,36 @@ def test_the_travelling_pins_are_inside_the_projects_ranges():
     for pin in pins:
         version = next(iter(pin.specifier)).version
         assert ranges[canonicalize_name(pin.name)].contains(version), (pin, ranges[canonicalize_name(pin.name)])
+
+
+def test_a_step_past_its_limit_is_stopped_with_its_children_and_the_others_results_kept(tmp_path):
+    """A step cut at its limit takes its child processes with it (finetune under qlora_bench would
+    hold the GPU through the next step); a step that ends has its JSON read into the record."""
+    import json
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    stuck = Step("stuck", ["bash", "-c", f"sleep 600 & echo $! > {pid_file}; wait"], cap_s=600)
+    record = run_step(stuck, seconds_left=2, log=tmp_path / "stuck.log")
+    assert record["timed_out"] and record["rc"] is None and record["limit_s"] == 2
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + HANG_GUARD_S  # a hang guard only: SIGKILL lands within milliseconds
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child), "the step's child outlived it"
+
+    result = tmp_path / "done.json"
+    done = Step("done", [sys.executable, "-c", f"import json; json.dump({{'ok': 1}}, open({str(result)!r}, 'w'))"],
+                cap_s=600, result_file=result)
+    record = run_step(done, seconds_left=600, log=tmp_path / "done.log")
+    assert record["rc"] == 0 and record["result"] == {"ok": 1} and "tail" not in record
+    assert json.loads(result.read_text()) == {"ok": 1}
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
