@@ -93,10 +93,10 @@ def print_record(record: dict, as_json: bool) -> None:
 
 
 def run_tiny(args: argparse.Namespace) -> int:
-    from inspector.tiny import build_tiny, build_tiny_adapter, pretrain_tiny
+    from inspector.tiny import build_tiny, build_tiny_adapter
 
     started = time.perf_counter()
-    folder = (pretrain_tiny if args.pretrain else build_tiny)(args.out, seed=args.seed)
+    folder = build_tiny(args.out, seed=args.seed)
     message = f"tiny Qwen2-VL written to {folder}"
     if args.with_adapter:
         adapter = build_tiny_adapter(folder, folder / "adapter", seed=args.seed)
@@ -123,11 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    tiny = commands.add_parser("tiny", help="write the tiny offline Qwen2-VL stand-in to a folder")
+    tiny = commands.add_parser("tiny", help="write the tiny offline Qwen2-VL stand-in to a folder (untrained; "
+                                            "train/pretrain_tiny.py pre-trains it)")
     tiny.add_argument("out", help="output folder")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--pretrain", action="store_true",
-                      help="briefly pre-train it on synthetic pictures (a generic task; minutes on a CPU)")
     tiny.add_argument("--with-adapter", action="store_true",
                       help="also write an untrained (random) LoRA adapter to OUT/adapter, for demos")
     tiny.set_defaults(run=run_tiny)

@@ -32,6 +32,9 @@ DEFAULT_ADAPTER_REVISION = "v1"
 ADAPTER_NAME = "adapter"
 BASE_NAME = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 VISION_MODULE = "visual"  # Qwen2-VL's vision tower (blocks and merger): `model.visual`
+# What the adapters adapt: the language model's projections. The vision tower's (qkv, proj,
+# fc1, fc2) are named otherwise, so these names leave it alone, as the mixed batch needs.
+LANGUAGE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 DEFAULT_VISUAL_TOKENS = 256  # the app's budget where neither INSPECTOR_VISUAL_TOKENS nor the adapter names one

@@ -569,7 +569,7 @@ def test_library_lifecycle_read_train_save_load_evaluate(name, tiny_model, tmp_p
     from inspector.model import Inspector, InspectorConfig
     from inspector.tasks.collate import TaskCollator
     from inspector.tasks.evaluation import evaluate_task
-    from inspector.tiny import LANGUAGE_LORA_TARGETS
+    from inspector.model import LANGUAGE_LORA_TARGETS
 
     dataset = get_task(name).read(_FIXTURES[name](tmp_path / "data"), seed=0)
     task = get_task(name).for_dataset(dataset)

@@ -30,8 +30,6 @@ verbatim; for a ranking task, per round the ground truth's rank and the top cand
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -68,6 +66,7 @@ class EvalConfig(ModelFields):
 def main(config: EvalConfig) -> dict:
     from datasets import load_from_disk
 
+    from inspector.bench import machine
     from inspector.hub import resolve_adapter
     from inspector.model import DEFAULT_VISUAL_TOKENS, Inspector, InspectorConfig
 
@@ -114,7 +113,7 @@ def main(config: EvalConfig) -> dict:
         "models": models,
         "visual_token_budget": budget,
         "runtime": inspector.runtime.describe(),
-        "machine": machine(),
+        "machine": machine(),  # the bench's description: CPU kind and capability, threads, GPU
     }
     if task.name == "degradation":
         add_degradation_figures(results, predictions, references)
@@ -194,13 +193,6 @@ def add_degradation_figures(results: dict, predictions: dict, references: list) 
 def read_training_config(adapter_folder: Path) -> dict:
     path = adapter_folder / "training_config.yaml"
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-
-
-def machine() -> str:
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    return f"{platform.machine()} {platform.system()}, {device}, torch {torch.__version__}"
 
 
 def summary(results: dict) -> dict:

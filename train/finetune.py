@@ -41,13 +41,11 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from transformers import IntervalStrategy, TrainingArguments
 
-from inspector.model import DEFAULT_BASE, DEFAULT_VISUAL_TOKENS
-from inspector.tiny import LANGUAGE_LORA_TARGETS
+from inspector.model import DEFAULT_BASE, DEFAULT_VISUAL_TOKENS, LANGUAGE_LORA_TARGETS
 from train.config import ModelFields, TaskFields, parse_config
 
 # The vision tower's linear layers (Qwen2-VL names them apart from the language model's).

@@ -33,9 +33,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
-from inspector.hub import (TEXT_SUFFIXES, TOKEN_PATTERN, Unavailable, explain_publish_error, fetch_snapshot,
-                           find_leaks, local_path_pattern, require_token, scrub_local_paths)
+from inspector.hub import Unavailable, fetch_snapshot
 from train.config import parse_config
+from train.publish.cards import AdapterCard, build_model_card, check_model_card
+from train.publish.checks import (TEXT_SUFFIXES, TOKEN_PATTERN, explain_publish_error, find_leaks, local_path_pattern,
+                                  require_token, scrub_local_paths)
+from train.publish.dataset_card import DatasetCardFacts, build_dataset_card, check_dataset_card
 
 log = logging.getLogger("push")
 
@@ -301,8 +304,6 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...], tas
     """The data set to push, its card staged in `folder`, and the problems found in it."""
     from datasets import DatasetDict, Value, load_from_disk
 
-    from inspector.cards import DatasetCardFacts, build_dataset_card, check_dataset_card
-
     try:
         dataset = load_from_disk(str(args.dataset))
     except (FileNotFoundError, ValueError) as error:
@@ -463,8 +464,6 @@ def main(args: PushArgs) -> int:
             problems += dataset_problems
         card = build_card(args, upload, config, base_id, results, task)
         card.save(upload.folder / "README.md")
-        from inspector.cards import check_model_card
-
         problems += [f"model card: {problem}" for problem in check_model_card(card)]
         for checked in (upload, dataset_upload):
             if checked:
@@ -494,8 +493,6 @@ def main(args: PushArgs) -> int:
 
 def build_card(args: PushArgs, upload: Upload, config: dict, base_id: str, results: dict | None, task=None):
     from importlib.metadata import version
-
-    from inspector.cards import AdapterCard, build_model_card
 
     return build_model_card(AdapterCard(
         repo_id=args.repo, tag=args.tag, base_model=base_id, license=args.license, dataset_repo=args.dataset_repo,

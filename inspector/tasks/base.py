@@ -33,10 +33,10 @@ from PIL import Image
 
 from inspector.images import MAX_ASPECT_RATIO, MIN_VIEW_PATCHES, QWEN_PATCH
 from inspector.prompts import build_dialogue_messages, build_task_inputs, render_chat  # noqa: F401 - re-exported
+from inspector.report import MAX_PARSE_CHARS, code_block
 
 TASK_FILE = "inspector_task.json"  # in every adapter folder; push.py publishes it, hub.py fetches it
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-MAX_PARSE_CHARS = 20_000  # a model answer is a few hundred characters; bounds the parsers' cost
 
 @dataclass(frozen=True)
 class RankingItem:
@@ -213,9 +213,6 @@ def load_task(folder: str | Path) -> Task:
     return task_from_config(config)
 
 
-# --------------------------------------------------------------------------- messages and inputs
-
-
 # --------------------------------------------------------------------------- views
 
 
@@ -343,13 +340,6 @@ def as_text(value: Any) -> str | None:
 def unparsed_markdown(what: str, raw_text: str) -> str:
     """The app's column for an answer the parser could not read: say so, show the text."""
     return f"### {what}: unknown\n\nThe model's answer could not be read.\n\n{code_block(raw_text)}\n"
-
-
-def code_block(text: str) -> str:
-    """A fenced block longer than any backtick run inside, so the model's own fences cannot close it."""
-    longest = max((len(run) for run in re.findall(r"`+", text or "")), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
 
 
 def raw_text_details(raw_text: str) -> str:

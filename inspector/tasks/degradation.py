@@ -25,7 +25,7 @@ class DegradationTask(Task):
     max_new_tokens = 48  # the compact JSON needs about 30 tokens
     title = "Photo degradation inspection"
     primary_metric = "macro_f1"
-    # The figures train/push.py requires in eval/results.json and inspector/cards.py puts on the card.
+    # The figures train/push.py requires in eval/results.json and train/publish/cards.py puts on the card.
     headline_metrics = (("macro_f1", "f1", "macro F1"), ("exact_set_accuracy", "exact_match", "exact-set accuracy"),
                         ("severity_accuracy", "accuracy", "severity accuracy"))
     metric_ranges = {"macro_f1": (0.0, 1.0), "exact_set_accuracy": (0.0, 1.0), "severity_accuracy": (0.0, 1.0),

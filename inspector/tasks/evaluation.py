@@ -19,7 +19,7 @@ from inspector.images import load_image
 from inspector.scoring import ScoringRequest, score_candidates
 from inspector.tasks.base import Task, build_dialogue_messages, build_task_inputs
 
-BASE_NAME = "__base__"  # PEFT's name for "no adapter" in a mixed batch (inspector.model.BASE_NAME)
+from inspector.model import BASE_NAME
 
 
 def generate_answers(model, processor, task: Task, examples: Sequence[Mapping[str, Any]], *,
