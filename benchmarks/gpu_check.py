@@ -129,7 +129,11 @@ def install_without_dependencies(wheels: Path, log: Path) -> dict:
     command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links", str(wheels),
                "--no-cache-dir", "--disable-pip-version-check", "-r", str(WHEEL_LIST)]
     with log.open("a") as output:
-        done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env=step_env(), timeout=90)
+        try:
+            done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT, env=step_env(),
+                                  timeout=90)
+        except subprocess.TimeoutExpired:
+            return {"command": " ".join(command), "rc": None, "timed_out": True}
     return {"command": " ".join(command), "rc": done.returncode}
 
 
