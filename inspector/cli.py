@@ -70,7 +70,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     for path in tqdm(paths, desc="inspecting", unit="image", file=sys.stderr, disable=args.quiet):
         record: dict = {"path": str(path)}
         try:
-            result = inspector.inspect([load_image(path)])[0]
+            result = inspector.inspect_loaded([load_image(path)])[0]
             record.update(result.to_dict())
         except ImageError as error:
             record["error"] = str(error)
@@ -88,8 +88,10 @@ def print_record(record: dict, as_json: bool) -> None:
     elif "error" in record:
         print(f"{record['path']}: ERROR {record['error']}", flush=True)
     else:
-        adapter = record["adapter"]["verdict"] if record.get("adapter") else "-"
-        print(f"{record['path']}: base={record['base']['verdict']} adapter={adapter}", flush=True)
+        # A report's verdict (the degradation task), else the task's prediction.
+        base, adapter = (record[side].get("verdict", record[side].get("prediction")) if record.get(side) else "-"
+                         for side in ("base", "adapter"))
+        print(f"{record['path']}: base={base} adapter={adapter}", flush=True)
 
 
 def run_tiny(args: argparse.Namespace) -> int:

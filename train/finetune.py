@@ -15,8 +15,8 @@ and the autocast follows: `inspector.device.compute_dtype`), LoRA r=16, alpha=32
 0.05 on the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
 accumulation. What this script adds: the loss on the answers only, the input built by
 `inspector.tasks.collate.TaskCollator` with the task's views and messages and
-`build_task_inputs` (what serving uses: for the degradation task, `make_views` and
-`build_inputs`), evaluation during training, TensorBoard logs, `--resume`, and an
+`build_task_inputs` (what serving uses too: `inspector.model.Inspector.answer`),
+evaluation during training, TensorBoard logs, `--resume`, and an
 adapter folder the app loads as it is:
 
     OUTPUT_DIR/adapter_config.json, adapter_model.safetensors   stock PEFT adapter

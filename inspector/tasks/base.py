@@ -66,6 +66,9 @@ class Task(ABC):
     answer_format: ClassVar[str] = "text"  # named in inspector_task.json
     max_new_tokens: ClassVar[int] = 16  # enough for the trained answer; prose is cut here
     title: ClassVar[str] = ""  # the model card's task name
+    action: ClassVar[str] = "Ask"  # the app's button
+    # Columns a published data set of this task must have (train/push.py checks them).
+    required_columns: ClassVar[tuple[str, ...]] = ("image",)
     primary_metric: ClassVar[str] = "accuracy"  # the number to compare runs by
     # (key in the metrics, model-index metric type, name): the model card's headline figures.
     headline_metrics: ClassVar[tuple[tuple[str, str, str], ...]] = ()
@@ -172,6 +175,40 @@ class Task(ABC):
     @abstractmethod
     def render(self, prediction: Any, raw_text: str = "") -> str:
         """Markdown of one prediction for the app's column; shows the raw text when unparsed."""
+
+    # -- serving: what the app, the CLI and the API show of an answer
+
+    def answer_length(self, app_cap: int) -> int:
+        """New tokens per answer when served: what the adapter was trained to write, whatever
+        the app's cap (INSPECTOR_MAX_NEW_TOKENS)."""
+        return self.max_new_tokens
+
+    def unavailable(self, notice: str) -> Any:
+        """The prediction of a model that could not answer (no adapter loaded): none."""
+        return None
+
+    def answer_json(self, prediction: Any, raw_text: str = "", notice: str = "") -> dict[str, Any]:
+        """One model's answer in the app's JSON: the prediction, the text it came from, its markdown;
+        with `notice`, why there is no answer."""
+        if notice:
+            return {"prediction": None, "raw_text": "", "markdown": f"> **Note:** {notice}"}
+        return {"prediction": prediction, "raw_text": raw_text, "markdown": self.render(prediction, raw_text)}
+
+    def answer_markdown(self, answer: Mapping[str, Any]) -> str:
+        """The markdown of an `answer_json`, for the app's column."""
+        return str(answer.get("markdown", ""))
+
+    # -- evaluation (train/evaluate.py)
+
+    def extra_figures(self, predictions: Mapping[str, Sequence[Any]], references: Sequence[Any]) -> dict[str, Any]:
+        """Figures beyond `metrics` for results.json, over every model's predictions: none by default."""
+        return {}
+
+    def results_markdown(self, results: Mapping[str, Any]) -> str:
+        """results.md: the scalar metrics, base beside adapter."""
+        return (f"{results['task']}, {results['split']} split of `{results['dataset']}`: {results['n']} examples\n\n"
+                + metrics_table({"base (zero-shot)": results["models"]["base"],
+                                 "adapter": results["models"]["adapter"]}) + "\n")
 
 
 # --------------------------------------------------------------------------- the adapter's task

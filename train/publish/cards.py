@@ -18,6 +18,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from inspector.tasks import DEFAULT_TASK
 from inspector.taxonomy import BANDS, DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS
 
 TASK = "image-text-to-text"
@@ -87,11 +88,13 @@ class AdapterCard:
 def degradation():
     from inspector.tasks import get_task
 
-    return get_task("degradation")
+    return get_task(DEFAULT_TASK)
 
 
 def is_degradation(task) -> bool:
-    return task.name == "degradation"
+    """The project's own task gets the full card (its synthetic data, its report format, its bands);
+    kept here, not as a hook of the task, so that card prose stays out of the run-time library."""
+    return task.name == DEFAULT_TASK
 
 
 # Model card ---------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """What may leave the machine: the token for writes, their errors, and the checks of an upload.
 
 Used by train/push.py before anything is uploaded: no optimizer state, pickle, credential,
-token or local path may be in a published folder; local paths in text files are scrubbed
-to their last component.
+token or local path may be in a published folder (local paths in text files are scrubbed
+to their last component), and the adapter must load with stock peft onto its base.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path, PurePosixPath
 
 from inspector.hub import Unavailable
@@ -171,3 +172,46 @@ def safetensors_header(data: bytes) -> bytes:
     """The JSON header of a safetensors file (names, shapes, metadata): the part that can hold text."""
     size = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
     return data[8:8 + size]
+
+
+def check_adapter_loads(adapter_folder: Path, base: str) -> list[str]:
+    """Load the adapter with stock peft onto its base, as a user would; every tensor must land."""
+    import torch
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    problems = []
+    try:
+        AutoProcessor.from_pretrained(str(adapter_folder))
+    except (OSError, ValueError, KeyError) as error:
+        problems.append(f"the processor does not load from the upload: {error}")
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
+    except (OSError, ValueError) as error:
+        return problems + [(f"the base model {base} cannot be loaded to check the adapter: {first_lines(error)}; "
+                            "pass --base-model FOLDER_OR_ID")]
+    try:
+        with warnings.catch_warnings():  # peft warns of missing keys; all keys are compared below
+            warnings.simplefilter("ignore")
+            model = PeftModel.from_pretrained(model, str(adapter_folder), adapter_name="check")
+    except Exception as error:  # noqa: BLE001 - peft raises RuntimeError, ValueError, its own errors
+        return problems + [f"the adapter does not fit the base model {base}: {first_lines(error)}"]
+    # save_embedding_layers=False: "auto" looks the base up on the Hub, a network call in a dry run
+    loaded = get_peft_model_state_dict(model, adapter_name="check", save_embedding_layers=False)
+    saved = load_file(adapter_folder / "adapter_model.safetensors")
+    unused, missing = sorted(set(saved) - set(loaded)), sorted(set(loaded) - set(saved))
+    if unused:
+        problems.append(f"the adapter does not fit the base model {base}: {len(unused)} of its tensors match no "
+                        f"module of the base or of target_modules (e.g. {unused[0]})")
+    if missing:
+        problems.append(f"the adapter does not fit the base model {base}: {len(missing)} LoRA weights of the "
+                        f"model are not in the file (e.g. {missing[0]})")
+    if not unused and not missing and not all(torch.equal(saved[k].to(loaded[k].dtype), loaded[k]) for k in saved):
+        problems.append(f"the adapter's weights changed when loaded onto {base}")
+    return problems
+
+
+def first_lines(error: Exception, count: int = 2) -> str:
+    return " ".join(str(error).strip().splitlines()[:count])
