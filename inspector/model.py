@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from inspector.device import Runtime, choose_runtime
+from inspector.generation import GREEDY_DECODING
 from inspector.hub import Unavailable, explain_hub_error, is_local, prepare_hub, resolve_adapter
 from inspector.images import load_image
 from inspector.prompts import build_task_inputs
@@ -87,7 +88,8 @@ class InspectorConfig:
 
 
 def quantization_config(runtime: Runtime):
-    """nf4 with double quantization and bf16 compute, the QLoRA recipe.
+    """nf4 with double quantization, the QLoRA recipe, computing in the runtime's compute dtype
+    (bf16 where the GPU has it, as the recipe does; fp16 on older cards: `inspector.device`).
 
     The vision tower stays unquantized: backward through an nf4 layer with a bias (its
     qkv) fails on CPU, and serving must match the precision the adapter trained with.
@@ -101,7 +103,7 @@ def quantization_config(runtime: Runtime):
 
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=["model.visual", "visual", "lm_head"],
+        bnb_4bit_compute_dtype=runtime.torch_dtype, llm_int8_skip_modules=["model.visual", "visual", "lm_head"],
     )
 
 
@@ -262,7 +264,7 @@ class Inspector:
                 kwargs["mm_encoder_outputs"] = {"image": self.encode_views_once(views_per_sample)}
                 del inputs["pixel_values"]
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-                                         min_new_tokens=self.config.min_new_tokens, do_sample=False,
+                                         min_new_tokens=self.config.min_new_tokens, **GREEDY_DECODING,
                                          cache_implementation=self.config.kv_cache, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)

@@ -10,8 +10,9 @@ Every knob is a field of `FinetuneConfig` or `TrainingConfig` (transformers'
 (`--config`, one per task in train/recipes/), the command line overrides the recipe.
 
 The recipe of the seeds, kept: the base in nf4 with double quantization and bf16
-compute (`inspector.model.quantization_config`), LoRA r=16, alpha=32, dropout 0.05 on
-the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
+compute (`inspector.model.quantization_config`; fp16 on GPUs without bf16 such as the T4,
+and the autocast follows: `inspector.device.compute_dtype`), LoRA r=16, alpha=32, dropout
+0.05 on the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
 accumulation. What this script adds: the loss on the answers only, the input built by
 `inspector.tasks.collate.TaskCollator` with the task's views and messages and
 `build_task_inputs` (what serving uses too: `inspector.model.Inspector.answer`),
@@ -95,9 +96,11 @@ class TrainingConfig(TrainingArguments):
     logging_steps: float = 10
     report_to: None | str | list[str] = "tensorboard"
     remove_unused_columns: bool = False  # the collator needs the image and the task's columns
-    # bf16 autocast where the GPU has it (the QLoRA paper's compute dtype); never on CPU, where
-    # transformers refuses it without use_cpu and the tiny trains in fp32.
-    bf16: bool = field(default_factory=lambda: _cuda_has_bf16())
+    # Autocast in the GPU's compute dtype, the one nf4 computes in (inspector.device.compute_dtype):
+    # bf16 where the GPU has it (the QLoRA paper's), fp16 with loss scaling on older cards (T4);
+    # never on CPU, where transformers refuses it without use_cpu and the tiny trains in fp32.
+    bf16: bool = field(default_factory=lambda: _cuda_autocast() == "bf16")
+    fp16: bool = field(default_factory=lambda: _cuda_autocast() == "fp16")
     dataloader_pin_memory: bool = field(default_factory=lambda: _cuda())  # pinned memory only helps a GPU
 
     def __post_init__(self) -> None:
@@ -112,10 +115,14 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _cuda_has_bf16() -> bool:
-    import torch
+def _cuda_autocast() -> str | None:
+    """"bf16" or "fp16" on a CUDA GPU (the compute dtype), None elsewhere (or for fp32 compute)."""
+    from inspector.device import compute_dtype
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if not _cuda():
+        return None
+    dtype, _ = compute_dtype("cuda")
+    return dtype if dtype != "fp32" else None
 
 
 def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
@@ -155,6 +162,7 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     if runtime.int8:  # the CPU serving default; dynamic int8 layers have no gradients
         runtime = choose_runtime(runtime.device, "fp32")
     print(f"runtime: {runtime.describe()}")
+    print(f"autocast: {'bf16' if args.bf16 else 'fp16' if args.fp16 else 'none'}")
     model, processor = load_base(config.base_model, config.base_revision, runtime)
     if runtime.quantized:
         # Freezes the base, upcasts its unquantized weights (norms, embeddings, vision tower) to fp32
