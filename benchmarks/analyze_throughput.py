@@ -35,17 +35,14 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from evidence_bench import load_photos, photo_paths, random_crop  # noqa: E402
+from evidence_bench import load_photos, photo_paths, random_crop  # noqa: E402  (benchmarks/, beside this)
 
 from inspector.batch import AnalyzeJob, run_job  # noqa: E402
 from inspector.device import cpu_kind  # noqa: E402
 
 SIZE = (1152, 864)  # 0.995 MP, 4:3
 RUNS = ("local-1", "local-2", "ray-2")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def generate(folder: Path, n: int, seed: int) -> list[Path]:

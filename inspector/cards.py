@@ -397,7 +397,7 @@ def build_dataset_card(facts: DatasetCardFacts) -> DatasetCard:
             "was fine-tuned and evaluated on, read from its published layout.")
     made = ("`python train/build_dataset.py` of the Degradation Inspector project degrades clean photos with "
             "parameters drawn inside each band; the seed of every sample reproduces it." if degradation else
-            f"`python train/build_dataset.py --recipe train/recipes/{facts.task.name}.yaml` of the Degradation "
+            f"`python train/build_dataset.py --config train/recipes/{facts.task.name}.yaml` of the Degradation "
             "Inspector project read the source and split it by seed.")
     body = "\n".join([
         f"# {facts.pretty_name}", "",

@@ -25,9 +25,7 @@ from hubcache import populate_cache
 from inspector.cards import (AdapterCard, DatasetCardFacts, build_dataset_card, build_model_card, check_dataset_card,
                              check_model_card)
 from inspector.hub import ADAPTER_FILES, Unavailable, explain_publish_error, resolve_adapter, scrub_local_paths
-
-sys.path.insert(0, str(ROOT / "train"))
-import push  # noqa: E402
+from train import push
 
 # huggingface_hub's HTTP library (httpx2 in 2.x, httpx in 1.x): its errors wrap that library's responses.
 http = importlib.import_module(errors.Response.__module__.split(".")[0])

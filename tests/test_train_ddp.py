@@ -12,7 +12,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -27,9 +26,7 @@ TRAIN_ROWS = 16
 
 
 def parse(*argv: str):
-    from trl import TrlParser
-
-    return TrlParser([finetune.FinetuneConfig, finetune.TrainingConfig]).parse_args_and_config(list(argv))
+    return finetune.parse_args(list(argv))
 
 
 def test_without_a_gpu_the_trainer_joins_the_processes_on_the_cpu(monkeypatch):

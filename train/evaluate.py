@@ -39,33 +39,30 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS  # noqa: E402
+from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS
+from train.config import ModelFields, parse_config
 
 MODELS = ("base", "adapter")
 
 
 @dataclass
-class EvalConfig:
-    adapter: str = field(metadata={"help": "adapter folder (train/finetune.py --output-dir) or Hub repo id"})
-    base_model: str | None = field(default=None, metadata={
-        "aliases": ["--base"], "help": "base model (Hub id or folder); default: the adapter's training_config.yaml"})
-    dataset_dir: str | None = field(default=None, metadata={
-        "aliases": ["--dataset"], "help": "folder written by train/build_dataset.py"})
+class EvalConfig(ModelFields):
+    """What to evaluate and how; base, data set and budget default to the adapter's training_config.yaml."""
+
+    adapter: str | None = field(default=None, metadata={
+        "help": "adapter folder (train/finetune.py --output-dir) or Hub repo id"})
     out: str | None = field(default=None, metadata={"help": "results folder; default: ADAPTER/eval"})
     split: str = "test"
     adapter_revision: str | None = None
-    base_revision: str | None = None
     max_samples: int | None = None  # the first N rows (VisDial: dialogues) of the split, for a quick look
     batch_size: int = 8  # examples per generate call (2 rows each: base and adapter); more: faster, more memory
-    visual_token_budget: int | None = None  # default: the adapter's training_config.yaml, else the app's
     max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
-    device: str | None = None
-    precision: str | None = None  # default: inspector.device decides, as in the app
     kv_cache: str = "dynamic"  # or "static", the app's INSPECTOR_KV_CACHE
     json: bool = False  # print the summary as one JSON line instead of the Markdown table
+
+    def __post_init__(self) -> None:
+        if not self.adapter:
+            raise ValueError("--adapter is required: the adapter folder (train/finetune.py --output-dir) or Hub id")
 
 
 def main(config: EvalConfig) -> dict:
@@ -271,14 +268,10 @@ def plot_confusion(matrices: dict[str, list[list[int]]], title: str, path: Path)
     plt.close(figure)
 
 
-def parse_args(argv: list[str] | None = None) -> EvalConfig:
-    """Command line over recipe (--config) over defaults."""
-    from trl import TrlParser
-
-    # A recipe holds the other scripts' keys too (lora_r, reader_options...): those are not errors here.
-    (config,) = TrlParser([EvalConfig]).parse_args_and_config(argv, fail_with_unknown_args=False)
-    return config
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The command line over `--config RECIPE` (train/config.py)."""
+    return parse_config([EvalConfig], argv, __doc__)
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    main(*parse_args())

@@ -1,6 +1,7 @@
 """Publish a trained adapter, and its data set, to the Hub as a tagged version.
 
     python train/push.py runs/inspector-lora --repo ORG/NAME --tag v1 --dry-run
+    python train/push.py --config train/recipes/degradation.yaml --repo ORG/NAME --tag v1   # its output_dir
     python train/push.py runs/inspector-lora --repo ORG/NAME --tag v1 \\
         --dataset data/degradations --dataset-repo ORG/DATA
 
@@ -20,7 +21,6 @@ a tag on that commit, which the Space and users pin. The token comes from HF_TOK
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -31,11 +31,11 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python train/push.py` from a checkout
-
-from inspector.hub import (TEXT_SUFFIXES, TOKEN_PATTERN, Unavailable, explain_publish_error,  # noqa: E402
-                           fetch_snapshot, find_leaks, local_path_pattern, require_token, scrub_local_paths)
+from inspector.hub import (TEXT_SUFFIXES, TOKEN_PATTERN, Unavailable, explain_publish_error, fetch_snapshot,
+                           find_leaks, local_path_pattern, require_token, scrub_local_paths)
+from train.config import parse_config
 
 log = logging.getLogger("push")
 
@@ -59,21 +59,36 @@ class Refused(Exception):
 
 @dataclass
 class PushArgs:
-    adapter_dir: Path
-    repo: str
-    tag: str = ""  # default: v<UTC date-time>
-    base_model: str | None = None  # folder or repo id to load the base from, for the check
-    base_model_id: str | None = None  # the Hub id the card and the published adapter_config.json name
-    eval_dir: Path | None = None  # default: ADAPTER_DIR/eval when it exists
-    dataset: Path | None = None  # a DatasetDict saved with save_to_disk
-    dataset_repo: str | None = None
-    license: str = "apache-2.0"  # the base model's license
-    dataset_license: str = "other"  # the license of the source photos; say it
-    private: bool = False
-    with_logs: bool = False
-    force: bool = False
-    dry_run: bool = False
-    stage_dir: Path | None = None
+    """What to publish, where, and how; a recipe's output_dir is the adapter folder."""
+
+    recipe_keys: ClassVar[dict[str, str]] = {"output_dir": "adapter_dir"}
+
+    adapter_dir: Path = field(metadata={"help": "the adapter folder train/finetune.py wrote (also the first "
+                                                "positional argument)"})
+    repo: str = field(metadata={"help": "model repo to publish to, ORG/NAME"})
+    tag: str = field(default="", metadata={
+        "aliases": ["--revision"], "help": "the version's tag, pinned by the Space and users (default: v<UTC date-time>)"})
+    base_model: str | None = field(default=None, metadata={
+        "help": "folder or repo id to load the base from for the check (default: the base adapter_config.json names)"})
+    base_model_id: str | None = field(default=None, metadata={
+        "help": "the base's Hub id, for the card and the published adapter_config.json (needed when the adapter "
+                "names a local folder)"})
+    eval_dir: Path | None = field(default=None, metadata={
+        "aliases": ["--eval"], "help": "train/evaluate.py output folder (default: ADAPTER_DIR/eval)"})
+    dataset: Path | None = field(default=None, metadata={
+        "help": "data set folder (DatasetDict.save_to_disk) to publish too"})
+    dataset_repo: str | None = field(default=None, metadata={
+        "help": "data set repo, ORG/NAME: published to with --dataset, named in the model card either way"})
+    license: str = field(default="apache-2.0", metadata={"help": "the adapter's license, a Hub license id (the base's)"})
+    dataset_license: str = field(default="other", metadata={
+        "help": "the data set's license, a Hub license id: say the source photos' license"})
+    private: bool = field(default=False, metadata={"help": "create new repos private"})
+    with_logs: bool = field(default=False, metadata={"help": "also publish runs/ (TensorBoard logs)"})
+    force: bool = field(default=False, metadata={"help": "move the tag if it exists already"})
+    dry_run: bool = field(default=False, metadata={"help": "print what would be uploaded; upload nothing"})
+    stage_dir: Path | None = field(default=None, metadata={
+        "help": "build the upload in this folder and keep it (default: a temporary folder)"})
+    verbose: bool = field(default=False, metadata={"aliases": ["-v"], "help": "log progress"})
 
     def __post_init__(self) -> None:
         self.adapter_dir = Path(self.adapter_dir).expanduser()
@@ -500,40 +515,21 @@ def known_local_paths(args: PushArgs) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def parse_args(argv: list[str] | None = None) -> PushArgs:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("adapter_dir", type=Path, help="the adapter folder train/finetune.py wrote")
-    parser.add_argument("--repo", required=True, help="model repo to publish to, ORG/NAME")
-    parser.add_argument("--tag", "--revision", dest="tag", default="",
-                        help="the version's tag, pinned by the Space and users (default: v<UTC date-time>)")
-    parser.add_argument("--base-model", help="folder or repo id to load the base from for the check "
-                                             "(default: the base adapter_config.json names)")
-    parser.add_argument("--base-model-id", help="the base's Hub id, for the card and the published "
-                                                "adapter_config.json (needed when the adapter names a local folder)")
-    parser.add_argument("--eval", dest="eval_dir", type=Path,
-                        help="train/evaluate.py output folder (default: ADAPTER_DIR/eval)")
-    parser.add_argument("--dataset", type=Path, help="data set folder (DatasetDict.save_to_disk) to publish too")
-    parser.add_argument("--dataset-repo", help="data set repo, ORG/NAME: published to with --dataset, "
-                                               "named in the model card either way")
-    parser.add_argument("--license", default="apache-2.0", help="the adapter's license, a Hub license id")
-    parser.add_argument("--dataset-license", default="other", help="the data set's license, a Hub license id")
-    parser.add_argument("--private", action="store_true", help="create new repos private")
-    parser.add_argument("--with-logs", action="store_true", help="also publish runs/ (TensorBoard logs)")
-    parser.add_argument("--force", action="store_true", help="move the tag if it exists already")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be uploaded; upload nothing")
-    parser.add_argument("--stage-dir", type=Path, help="build the upload in this folder and keep it "
-                                                        "(default: a temporary folder)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    namespace = vars(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO if namespace.pop("verbose") else logging.WARNING,
+def parse_args(argv: list[str] | None = None) -> tuple[PushArgs]:
+    """The command line over `--config RECIPE` (train/config.py); a first bare argument is --adapter-dir."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):  # `push.py ADAPTER_DIR ...`, the form the cards and docs show
+        argv[:1] = ["--adapter-dir", argv[0]]
+    (args,) = parse_config([PushArgs], argv, __doc__)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    return PushArgs(**namespace)
+    return (args,)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Parse, publish, and turn a refusal into a message and exit code 2."""
     try:
-        return main(parse_args(argv))
+        return main(*parse_args(argv))
     except (Refused, Unavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
