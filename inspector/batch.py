@@ -164,6 +164,9 @@ class AnalyzeJob:
 
     name = "analyze"
     batch_rows = 16  # measurement is milliseconds a row: batches only amortise the hand-over
+    # One process per core, one BLAS thread each: threads of their own would fight over the same cores.
+    threads = 1
+    default_workers = os.cpu_count() or 1
 
     @property
     def features(self):
@@ -199,6 +202,8 @@ class InspectJob:
 
     name = "inspect"
     batch_rows = 4  # images per generate call: one prefill for all of them
+    threads = None  # a model uses every core it is given (torch's threads)
+    default_workers = 1  # one model per process: on one machine, one copy of the weights
 
     def __init__(self, config):
         self.config = config  # inspector.model.InspectorConfig
@@ -308,11 +313,11 @@ class ShardWriter:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(job, dataset, image_column: str) -> None:
-    from threadpoolctl import threadpool_limits
+def _start_worker(job, dataset, image_column: str, pool: bool = True) -> None:
+    if pool and job.threads:  # for the life of a pool process; this process keeps its own threads
+        from threadpoolctl import threadpool_limits
 
-    # One process per core: BLAS threads of their own would only fight over the same cores.
-    _worker["limits"] = threadpool_limits(1)
+        _worker["limits"] = threadpool_limits(job.threads)
     job.setup()
     _worker.update(job=job, dataset=dataset, image_column=image_column)
 
@@ -331,11 +336,19 @@ def run_local(source: Source, job, pending: list[tuple[int, int]], writer: Shard
     """The pending shards on `workers` processes (1: this one); the error rows written."""
     errors = 0
     if workers == 1:
-        _start_worker(job, source.dataset, source.image_column)
-        for span in pending:
-            span, records = _run_span(span)
-            errors += writer.write(span, records)
-            progress.update(len(records))
+        from contextlib import nullcontext
+
+        from threadpoolctl import threadpool_limits
+
+        _start_worker(job, source.dataset, source.image_column, pool=False)
+        try:
+            with threadpool_limits(job.threads) if job.threads else nullcontext():
+                for span in pending:
+                    span, records = _run_span(span)
+                    errors += writer.write(span, records)
+                    progress.update(len(records))
+        finally:
+            _worker.clear()  # the job (for inspect, a model) is not kept alive in the caller
         return errors
     import multiprocessing
 
@@ -381,7 +394,7 @@ def run_job(paths: list[str], job, out: str, *, split: str | None = None, image_
 
             errors = run_ray(source, job, pending, writer, workers, progress)
         else:
-            errors = run_local(source, job, pending, writer, workers or os.cpu_count() or 1, progress)
+            errors = run_local(source, job, pending, writer, workers or job.default_workers, progress)
     print(f"{len(source.dataset)} rows of {source.description} in {folder / 'data'} "
           f"({errors} failed in this run); read it with datasets.load_dataset('parquet', data_dir={str(folder)!r})",
           file=sys.stderr)

@@ -35,10 +35,10 @@ class JobActor:
     """One Ray actor: the job set up once (for inspect, the model loaded once), then batch after batch."""
 
     def __init__(self, job, image_column: str):
-        if not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        if job.threads:  # an actor is a process of its own: the limit lasts its life
             from threadpoolctl import threadpool_limits
 
-            self._limits = threadpool_limits(max(1, int(float(os.environ.get("OMP_NUM_THREADS", "1")))))
+            self._limits = threadpool_limits(job.threads)
         job.setup()
         self.job, self.image_column = job, image_column
 
