@@ -3,12 +3,13 @@
     python train/SCRIPT.py --config train/recipes/NAME.yaml [--flag VALUE ...]
 
 One recipe (train/recipes/NAME.yaml) configures the whole stack: build_dataset.py,
-finetune.py, evaluate.py and push.py each take from it the keys that are fields of
+finetune.py, evaluate.py and push.py (and pretrain_tiny.py for the stand-in) each take from it the keys that are fields of
 their own dataclasses, and the flags on the command line win over the recipe. A key
 that is a field of no script's configuration (`RECIPE_SCHEMA`) is an error, so a
 misspelt knob stops the run instead of being silently ignored. A script's dataclass
 may read a recipe key under another name (`recipe_keys`: build_dataset.py writes the
-recipe's `dataset_dir`, push.py publishes its `output_dir`).
+recipe's `dataset_dir`, push.py publishes its `output_dir`, pretrain_tiny.py writes its
+`base_model`).
 
 Why not `trl.TrlParser.parse_args_and_config` alone: it takes every recipe key as its
 own and fails on the others, so one recipe could not serve four scripts; it is used
@@ -27,8 +28,9 @@ from typing import Any, Iterable
 import yaml
 
 # Every dataclass a recipe configures, as module:name, imported only to check a recipe's keys.
-RECIPE_SCHEMA = ("train.build_dataset:DatasetConfig", "train.finetune:FinetuneConfig",
-                 "train.finetune:TrainingConfig", "train.evaluate:EvalConfig", "train.push:PushArgs")
+RECIPE_SCHEMA = ("train.pretrain_tiny:PretrainConfig", "train.build_dataset:DatasetConfig",
+                 "train.finetune:FinetuneConfig", "train.finetune:TrainingConfig", "train.evaluate:EvalConfig",
+                 "train.push:PushArgs")
 
 
 @dataclass

@@ -16,8 +16,8 @@ compute (`inspector.model.quantization_config`), LoRA r=16, alpha=32, dropout 0.
 the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
 accumulation. What this script adds: the loss on the answers only, the input built by
 `inspector.tasks.collate.TaskCollator` with the task's views and messages and
-`build_task_inputs` (what serving uses: for the degradation task, `make_views` and
-`build_inputs`), evaluation during training, TensorBoard logs, `--resume`, and an
+`build_task_inputs` (what serving uses too: `inspector.model.Inspector.answer`),
+evaluation during training, TensorBoard logs, `--resume`, and an
 adapter folder the app loads as it is:
 
     OUTPUT_DIR/adapter_config.json, adapter_model.safetensors   stock PEFT adapter
@@ -49,13 +49,11 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from transformers import IntervalStrategy, TrainingArguments
 
-from inspector.model import DEFAULT_BASE, DEFAULT_VISUAL_TOKENS
-from inspector.tiny import LANGUAGE_LORA_TARGETS
+from inspector.model import DEFAULT_BASE, DEFAULT_VISUAL_TOKENS, LANGUAGE_LORA_TARGETS
 from train.config import ModelFields, TaskFields, parse_config
 
 # The vision tower's linear layers (Qwen2-VL names them apart from the language model's).

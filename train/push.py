@@ -27,15 +27,18 @@ import re
 import shutil
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
-from inspector.hub import (TEXT_SUFFIXES, TOKEN_PATTERN, Unavailable, explain_publish_error, fetch_snapshot,
-                           find_leaks, local_path_pattern, require_token, scrub_local_paths)
+from inspector.hub import Unavailable, fetch_snapshot
 from train.config import parse_config
+from train.publish.cards import AdapterCard, build_model_card, check_model_card
+from train.publish.checks import (TEXT_SUFFIXES, TOKEN_PATTERN, check_adapter_loads, find_leaks, local_path_pattern,
+                                  require_token, scrub_local_paths)
+from train.publish.commit import publish
+from train.publish.dataset_card import DatasetCardFacts, build_dataset_card, check_dataset_card
 
 log = logging.getLogger("push")
 
@@ -164,15 +167,14 @@ def stage_adapter(args: PushArgs, folder: Path, known_paths: tuple[str, ...]) ->
 
 
 def stage_task(source: Path, folder: Path, upload: Upload) -> None:
-    """inspector_task.json: the adapter's own, or the library's instruction when it has none."""
+    """inspector_task.json: the adapter's own, or the default task's (what the app assumes) when it has none."""
     if (source / "inspector_task.json").is_file():
         shutil.copyfile(source / "inspector_task.json", folder / "inspector_task.json")
         return
-    from inspector.prompts import DEFAULT_INSTRUCTION
+    from inspector.tasks import DEFAULT_TASK, get_task
 
-    task = {"task": "degradation", "instruction": DEFAULT_INSTRUCTION, "answer_format": "json-labels"}
-    (folder / "inspector_task.json").write_text(json.dumps(task, indent=2) + "\n")
-    upload.changes.append("inspector_task.json: absent; written with the instruction of inspector.prompts")
+    get_task(DEFAULT_TASK).save_config(folder)
+    upload.changes.append(f"inspector_task.json: absent; written for the default task ({DEFAULT_TASK})")
 
 
 def stage_processor(base_source: str, folder: Path) -> None:
@@ -222,49 +224,6 @@ def is_repo_id(text: str) -> bool:
 
 # Checks -------------------------------------------------------------------------------
 
-def check_adapter_loads(adapter_folder: Path, base: str) -> list[str]:
-    """Load the adapter with stock peft onto its base, as a user would; every tensor must land."""
-    import torch
-    from peft import PeftModel
-    from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import load_file
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    problems = []
-    try:
-        AutoProcessor.from_pretrained(str(adapter_folder))
-    except (OSError, ValueError, KeyError) as error:
-        problems.append(f"the processor does not load from the upload: {error}")
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
-    except (OSError, ValueError) as error:
-        return problems + [(f"the base model {base} cannot be loaded to check the adapter: {first_lines(error)}; "
-                            "pass --base-model FOLDER_OR_ID")]
-    try:
-        with warnings.catch_warnings():  # peft warns of missing keys; all keys are compared below
-            warnings.simplefilter("ignore")
-            model = PeftModel.from_pretrained(model, str(adapter_folder), adapter_name="check")
-    except Exception as error:  # noqa: BLE001 - peft raises RuntimeError, ValueError, its own errors
-        return problems + [f"the adapter does not fit the base model {base}: {first_lines(error)}"]
-    # save_embedding_layers=False: "auto" looks the base up on the Hub, a network call in a dry run
-    loaded = get_peft_model_state_dict(model, adapter_name="check", save_embedding_layers=False)
-    saved = load_file(adapter_folder / "adapter_model.safetensors")
-    unused, missing = sorted(set(saved) - set(loaded)), sorted(set(loaded) - set(saved))
-    if unused:
-        problems.append(f"the adapter does not fit the base model {base}: {len(unused)} of its tensors match no "
-                        f"module of the base or of target_modules (e.g. {unused[0]})")
-    if missing:
-        problems.append(f"the adapter does not fit the base model {base}: {len(missing)} LoRA weights of the "
-                        f"model are not in the file (e.g. {missing[0]})")
-    if not unused and not missing and not all(torch.equal(saved[k].to(loaded[k].dtype), loaded[k]) for k in saved):
-        problems.append(f"the adapter's weights changed when loaded onto {base}")
-    return problems
-
-
-def first_lines(error: Exception, count: int = 2) -> str:
-    return " ".join(str(error).strip().splitlines()[:count])
-
-
 def read_task(upload: Upload):
     """The task of the staged inspector_task.json: it decides the card's figures and text."""
     from inspector.tasks import load_task
@@ -301,8 +260,6 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...], tas
     """The data set to push, its card staged in `folder`, and the problems found in it."""
     from datasets import DatasetDict, Value, load_from_disk
 
-    from inspector.cards import DatasetCardFacts, build_dataset_card, check_dataset_card
-
     try:
         dataset = load_from_disk(str(args.dataset))
     except (FileNotFoundError, ValueError) as error:
@@ -313,11 +270,10 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...], tas
     problems = []
     columns = dataset[next(iter(dataset))].features
     if task is None:
-        from inspector.tasks import get_task
+        from inspector.tasks import DEFAULT_TASK, get_task
 
-        task = get_task("degradation")
-    required = ("image", "answer") if task.name == "degradation" else ("image",)
-    problems += [f"the data set has no {name!r} column" for name in required if name not in columns]
+        task = get_task(DEFAULT_TASK)
+    problems += [f"the data set has no {name!r} column" for name in task.required_columns if name not in columns]
     local_path = local_path_pattern(known_paths)
     for split, rows in dataset.items():
         flat = rows.flatten()
@@ -358,90 +314,6 @@ def describe(title: str, upload: Upload) -> str:
     return "\n".join(lines)
 
 
-# Publish ------------------------------------------------------------------------------
-
-def existing_tags(api, repo_id: str, repo_type: str, token: str) -> set[str]:
-    from huggingface_hub.errors import RepositoryNotFoundError
-
-    try:
-        refs = api.list_repo_refs(repo_id, repo_type=repo_type, token=token)
-    except RepositoryNotFoundError:
-        return set()  # a new repo
-    return {ref.name for ref in refs.tags}
-
-
-def publish_adapter(api, args: PushArgs, upload: Upload, token: str, retag: bool) -> str:
-    """One commit with exactly the staged files (stale ones deleted), then the tag on it."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-    api.create_repo(args.repo, repo_type="model", private=args.private or None, exist_ok=True, token=token)
-    names = [name for name, _ in upload.files()]
-    remote = api.list_repo_files(args.repo, repo_type="model", token=token)
-    stale = sorted(set(remote) - set(names) - {".gitattributes"})
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(upload.folder / name)) for name in names]
-    operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
-    commit = api.create_commit(args.repo, operations, commit_message=f"Publish {args.tag}", repo_type="model",
-                               commit_description="Published with train/push.py of Degradation Inspector.",
-                               token=token)
-    log.info("committed %d files (%d stale deleted) to %s: %s", len(names), len(stale), args.repo, commit.oid)
-    tag_commit(api, args.repo, "model", args.tag, commit.oid, retag, token)
-    return commit.oid
-
-
-def publish_dataset(api, args: PushArgs, dataset, upload: Upload, token: str, retag: bool) -> str:
-    """The card first (push_to_hub keeps its text and adds dataset_info and configs), the data, the tag."""
-    from huggingface_hub import CommitOperationAdd
-
-    api.create_repo(args.dataset_repo, repo_type="dataset", private=args.private or None, exist_ok=True, token=token)
-    api.create_commit(args.dataset_repo, [CommitOperationAdd("README.md", str(upload.folder / "README.md"))],
-                      commit_message=f"Card for {args.tag}", repo_type="dataset", token=token)
-    commit = dataset.push_to_hub(args.dataset_repo, private=args.private or None, token=token,
-                                 commit_message=f"Publish {args.tag}")
-    tag_commit(api, args.dataset_repo, "dataset", args.tag, commit.oid, retag, token)
-    return commit.oid
-
-
-def tag_commit(api, repo_id: str, repo_type: str, tag: str, oid: str, retag: bool, token: str) -> None:
-    if retag:  # --force: the tag moves to this commit
-        api.delete_tag(repo_id, tag=tag, repo_type=repo_type, token=token)
-    api.create_tag(repo_id, tag=tag, revision=oid, tag_message=f"Published with train/push.py: {tag}",
-                   repo_type=repo_type, token=token)
-
-
-def publish(args: PushArgs, upload: Upload, dataset, dataset_upload: Upload | None, token: str) -> int:
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    targets = [(args.repo, "model")] + ([(args.dataset_repo, "dataset")] if dataset is not None else [])
-    done: list[str] = []
-    repo_id, repo_type = targets[0]
-    try:
-        retag = {}
-        for repo_id, repo_type in targets:
-            retag[repo_id] = args.tag in existing_tags(api, repo_id, repo_type, token)
-            if retag[repo_id] and not args.force:
-                print(f"error: {repo_type} repo {repo_id} already has the tag {args.tag}: choose another --tag, "
-                      "or move it with --force", file=sys.stderr)
-                return 2
-        if dataset is not None:
-            repo_id, repo_type = args.dataset_repo, "dataset"
-            publish_dataset(api, args, dataset, dataset_upload, token, retag[repo_id])
-            done.append(f"data set {repo_id} at tag {args.tag}")
-        repo_id, repo_type = args.repo, "model"
-        oid = publish_adapter(api, args, upload, token, retag[repo_id])
-    except Exception as error:  # noqa: BLE001 - every Hub failure becomes a message for the user
-        log.debug("publish failed", exc_info=True)
-        print(f"error: {explain_publish_error(error, repo_id, repo_type)}", file=sys.stderr)
-        state = f"already published: {', '.join(done)}; " if done else ""
-        print(f"{state}a commit either lands whole or not at all, and the tag {args.tag} is set only after it: "
-              "run the same command again (with --force if a tag now exists)", file=sys.stderr)
-        return 1
-    done.append(f"adapter {args.repo} at tag {args.tag} (commit {oid[:12]})")
-    print("Published: " + "; ".join(done))
-    print(f"Fetch it: hf download {args.repo} --revision {args.tag}")
-    return 0
-
-
 # Main ---------------------------------------------------------------------------------
 
 def main(args: PushArgs) -> int:
@@ -463,8 +335,6 @@ def main(args: PushArgs) -> int:
             problems += dataset_problems
         card = build_card(args, upload, config, base_id, results, task)
         card.save(upload.folder / "README.md")
-        from inspector.cards import check_model_card
-
         problems += [f"model card: {problem}" for problem in check_model_card(card)]
         for checked in (upload, dataset_upload):
             if checked:
@@ -494,8 +364,6 @@ def main(args: PushArgs) -> int:
 
 def build_card(args: PushArgs, upload: Upload, config: dict, base_id: str, results: dict | None, task=None):
     from importlib.metadata import version
-
-    from inspector.cards import AdapterCard, build_model_card
 
     return build_model_card(AdapterCard(
         repo_id=args.repo, tag=args.tag, base_model=base_id, license=args.license, dataset_repo=args.dataset_repo,
