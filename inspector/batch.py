@@ -53,7 +53,8 @@ def _inspection_features():
     report = {"verdict": Value("string"), "degradations": List({"type": Value("string"), "severity": Value("string")}),
               "explanation": Value("string"), "parsed": Value("bool"), "raw_text": Value("string"),
               "notice": Value("string")}
-    return Features({"width": Value("int32"), "height": Value("int32"), "base": report, "adapter": report,
+    return Features({"task": Value("string"), "width": Value("int32"), "height": Value("int32"),
+                     "base": report, "adapter": report,
                      "elapsed_s": Value("float64"), "error": Value("string")})
 
 
@@ -217,6 +218,10 @@ class InspectJob:
         from inspector.model import Inspector
 
         self.inspector = Inspector.load(self.config)
+        if self.inspector.task.name != "degradation":
+            # Each task's answer has its own shape; the columns here are the degradation report's.
+            raise ValueError(f"inspect --out writes degradation reports; this adapter serves the "
+                             f"{self.inspector.task.name!r} task: run train/evaluate.py on its data set instead")
 
     def run(self, cells: list) -> list[dict]:
         from inspector.evidence.analyze import error_message
