@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -41,7 +42,13 @@ def config_from_args(args: argparse.Namespace):
         "base", "base_revision", "adapter", "adapter_revision", "device", "precision",
         "visual_token_budget", "max_new_tokens", "kv_cache")}
     config = InspectorConfig.from_env(**overrides)
-    if args.adapter is not None:
+    if args.base is not None and args.adapter is None and "INSPECTOR_ADAPTER" not in os.environ:
+        # The default adapter was trained on the default base; on another base it would not load
+        # (or would mislead), so a base named alone is served alone, without asking the Hub.
+        config.adapter = None
+        print(f"notice: serving {args.base} without an adapter (--base without --adapter); "
+              "add --adapter FOLDER to compare", file=sys.stderr)
+    elif args.adapter is not None:
         # An adapter named on the command line comes with its own revision, or none
         # (a local folder, or the repo's default branch); '' serves the base alone.
         config.adapter = args.adapter or None
@@ -105,6 +112,13 @@ def run_inspect(args: argparse.Namespace) -> int:
     if not paths:
         print("no images found in: " + " ".join(args.paths), file=sys.stderr)
         return 2
+    # Paths that do not exist are reported before the model loads (seconds to minutes), not after.
+    missing = [path for path in paths if not path.exists()]
+    for path in missing:
+        print_record({"path": str(path), "error": f"no such file: {path}"}, args.json)
+    paths = [path for path in paths if path.exists()]
+    if not paths:
+        return 2
     try:
         inspector = Inspector.load(config_from_args(args))
     except Unavailable as error:
@@ -112,7 +126,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         return 2
     for notice in inspector.notices:
         print(f"notice: {notice}", file=sys.stderr)
-    failures = 0
+    failures = len(missing)
     for path in tqdm(paths, desc="inspecting", unit="image", file=sys.stderr, disable=args.quiet):
         record: dict = {"path": str(path)}
         try:
@@ -181,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser("tiny", help="write the tiny offline Qwen2-VL stand-in to a folder (untrained; "
                                             "train/pretrain_tiny.py pre-trains it)")
     tiny.add_argument("out", help="output folder")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     tiny.add_argument("--with-adapter", action="store_true",
                       help="also write an untrained (random) LoRA adapter to OUT/adapter, for demos")
     tiny.set_defaults(run=run_tiny)

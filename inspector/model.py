@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from inspector.device import Runtime, choose_runtime, cuda_device_index
-from inspector.hub import Unavailable, explain_hub_error, is_local, resolve_adapter
+from inspector.hub import Unavailable, explain_hub_error, is_local, prepare_hub, resolve_adapter
 from inspector.images import load_image
 from inspector.prompts import build_task_inputs
 from inspector.vision import image_features
@@ -182,6 +182,7 @@ class Inspector:
         # What the adapter was trained for: its views, prompt and parser serve every answer.
         self.task = task or get_task(DEFAULT_TASK)
         self.rows = [BASE_NAME, ADAPTER_NAME] if has_adapter else [BASE_NAME]  # generate rows per image
+        self.adapter_folder: Path | None = None  # where the loaded adapter's files are (inspector.runinfo reads them)
 
     @classmethod
     def load(cls, config: InspectorConfig | None = None, **overrides) -> "Inspector":
@@ -190,8 +191,9 @@ class Inspector:
         config = config or InspectorConfig.from_env(**overrides)
         runtime = choose_runtime(config.device, config.precision)
         started = time.perf_counter()
+        offline = prepare_hub([config.base, config.adapter])
+        notices, has_adapter, task, folder = [offline] if offline else [], False, None, None
         model, processor = load_base(config.base, config.base_revision, runtime)
-        notices, has_adapter, task = [], False, None
         if config.adapter:
             try:
                 folder = resolve_adapter(config.adapter, config.adapter_revision)
@@ -199,6 +201,7 @@ class Inspector:
                 model = attach_adapter(model, folder)
                 has_adapter = True
             except Unavailable as error:
+                folder = None
                 notices.append(f"Adapter not loaded, the base model serves alone: {error}")
                 log.info(notices[-1])  # callers show notices (CLI: stderr, app: the page)
         if config.visual_token_budget is None and has_adapter:
@@ -212,7 +215,9 @@ class Inspector:
             quantize_int8(model)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
                  runtime.describe(), time.perf_counter() - started)
-        return cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
+        inspector = cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
+        inspector.adapter_folder = folder
+        return inspector
 
     @property
     def instruction(self) -> str:
@@ -221,7 +226,8 @@ class Inspector:
 
     @property
     def missing_adapter(self) -> str:
-        return self.notices[0] if self.notices else "No adapter configured (INSPECTOR_ADAPTER is empty)."
+        adapter_notices = [notice for notice in self.notices if notice.startswith("Adapter not loaded")]
+        return adapter_notices[0] if adapter_notices else "No adapter configured (INSPECTOR_ADAPTER is empty)."
 
     def warm_up(self) -> None:
         """One small inspection at start, so the first visitor does not pay for lazy set-up."""
