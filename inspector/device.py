@@ -136,6 +136,13 @@ def cpu_has_int8_engine() -> bool:
     return "x86" in torch.backends.quantized.supported_engines
 
 
+def cuda_device_index() -> int:
+    """The GPU this process places the model on: LOCAL_RANK under `torchrun` and `accelerate
+    launch` (one process per GPU of the machine), else 0 (one process, or a Ray worker, which sees
+    only its own GPU through CUDA_VISIBLE_DEVICES)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def choose_runtime(device: str | None = None, precision: str | None = None) -> Runtime:
     """Pick the device and precision; arguments beat environment beat detection."""
     device = device or os.environ.get("INSPECTOR_DEVICE") or None

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from inspector.device import Runtime, choose_runtime
+from inspector.device import Runtime, choose_runtime, cuda_device_index
 from inspector.generation import GREEDY_DECODING
 from inspector.hub import Unavailable, explain_hub_error, is_local, prepare_hub, resolve_adapter
 from inspector.images import load_image
@@ -116,7 +116,8 @@ def load_base(name: str, revision: str | None = None, runtime: Runtime | None = 
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
     runtime = runtime or choose_runtime()
-    device_map = {"": 0} if runtime.device == "cuda" else {"": "cpu"}
+    # Each rank of a multi-GPU run on its own GPU: device_map 0 would put every copy on the first.
+    device_map = {"": cuda_device_index()} if runtime.device == "cuda" else {"": "cpu"}
     try:
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
         model = Qwen2VLForConditionalGeneration.from_pretrained(
