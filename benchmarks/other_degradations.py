@@ -18,9 +18,11 @@ implementation cannot hit the drawn parameter exactly:
   and back up (cubic, linear, Lanczos), pixelation (nearest both ways), or
   `albumentations.Downscale`; the factor is the width ratio actually used.
 - noise: Gaussian by `cv2.randn`; Poisson photon noise whose variance at mid-grey is
-  sigma^2; `albumentations.ISONoise` (luminance shot noise shared by the channels, with
-  hue noise). The label is the standard deviation of (noisy - clean) per channel over
-  the unclipped mid-tones (levels 64-192).
+  sigma^2; ISO-like camera noise (signal-dependent noise on a Bayer mosaic, demosaiced
+  by OpenCV: correlated between neighbours and channels). The label is the standard
+  deviation of (noisy - clean) per channel over the unclipped mid-tones (levels 64-192).
+  (albumentations' ISONoise is left out: it adds sparse, one-sided lightness spikes,
+  not noise of a standard deviation the contract can state.)
 - JPEG: `cv2.imencode` (4:2:0), Pillow at 4:4:4 or 4:2:2, or
   `albumentations.ImageCompression`; half the time the file is handed over with its
   tables (as a JPEG file is), half as decoded pixels (a JPEG re-saved as PNG).
@@ -155,23 +157,48 @@ def other_noise(pixels: np.ndarray, params: dict, rng: np.random.Generator) -> t
     clean = pixels.astype(np.float32)
     choice = int(rng.choice(3, p=[0.35, 0.35, 0.3]))
     if choice == 0:
-        noise = np.zeros(pixels.shape, dtype=np.float32)
+        # One channel: cv2.randn's scalar mean and sigma would fill only the first of three.
+        noise = np.zeros((pixels.shape[0], pixels.shape[1] * 3), dtype=np.float32)
         cv2.setRNGSeed(int(rng.integers(0, 2**31)))
         cv2.randn(noise, 0.0, sigma)
-        noisy, by = clean + noise, "cv2.randn"
+        noisy, by = clean + noise.reshape(pixels.shape), "cv2.randn"
     elif choice == 1:
         # Photon counting: variance gain * level, gain chosen so that it is sigma^2 at mid-grey.
         gain = sigma**2 / 128.0
         noisy, by = gain * rng.poisson(np.maximum(clean, 0) / gain).astype(np.float32), "numpy Poisson photons"
     else:
-        # ISONoise's shot noise has variance std(L) * intensity on the HLS lightness channel.
-        lightness_std = float(np.asarray(cv2.cvtColor(pixels, cv2.COLOR_RGB2HLS))[..., 1].std())
-        intensity = float(np.clip(sigma**2 / max(lightness_std, 1.0), 0.01, 50.0))
-        transform = albumentations.ISONoise(color_shift=(0.01, 0.01), intensity=(intensity, intensity), p=1.0)
-        transform.set_random_seed(int(rng.integers(0, 2**31)))
-        noisy, by = transform(image=pixels)["image"].astype(np.float32), "albumentations.ISONoise"
+        # The label compares with the clean mosaic demosaiced alike, not with the input.
+        noisy, clean = camera_noise(pixels, sigma, rng)
+        by = "Poisson-Gaussian on a Bayer mosaic, cv2 demosaic"
     out = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
     return out, {"kind": by, "sigma": measured_sigma(clean, out), "by": by}
+
+
+def camera_noise(pixels: np.ndarray, sigma: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """ISO-like noise: signal-dependent noise on a Bayer mosaic, then OpenCV's demosaicing.
+
+    As in a camera, each photosite gets noise of variance a + b * level before the colours
+    are interpolated, so the noise comes out correlated between neighbours and channels.
+    Demosaicing is linear, so the noise is scaled after a first pass to give `sigma` per
+    channel at mid-grey; the clean image is demosaiced the same way and what the photo
+    holds is the demosaiced noisy mosaic. Returns (noisy, clean demosaiced).
+    """
+    cv2, _ = require_libraries()
+    clean = pixels.astype(np.float32)
+    mosaic = np.empty(pixels.shape[:2], dtype=np.float32)
+    # RGGB: R at even rows and even columns, B at odd rows and odd columns.
+    mosaic[0::2, 0::2], mosaic[1::2, 1::2] = clean[0::2, 0::2, 0], clean[1::2, 1::2, 2]
+    mosaic[0::2, 1::2], mosaic[1::2, 0::2] = clean[0::2, 1::2, 1], clean[1::2, 0::2, 1]
+    unit = rng.standard_normal(mosaic.shape).astype(np.float32) * np.sqrt(0.25 + 0.75 * mosaic / 128.0)
+
+    def demosaic(values: np.ndarray) -> np.ndarray:
+        # 16-bit with 6 fractional bits keeps the interpolation exact enough; the offset keeps it positive.
+        coded = np.clip(np.rint((values + 512.0) * 64.0), 0, 65535).astype(np.uint16)
+        return cv2.cvtColor(coded, cv2.COLOR_BayerRG2RGB).astype(np.float32) / 64.0 - 512.0
+
+    base = demosaic(mosaic)
+    gain = float((demosaic(mosaic + unit) - base)[(base > 64) & (base < 192)].std() or 1.0)
+    return demosaic(mosaic + unit * (sigma / gain)), base
 
 
 def measured_sigma(clean: np.ndarray, noisy: np.ndarray) -> float:

@@ -1,0 +1,123 @@
+"""Learned calibration: small tree ensembles that read blur, noise and low resolution from the features.
+
+Each type's parameter is mapped to a severity coordinate (`coordinate`): 0 at a
+negligible amount, 1, 2, 3 at the contract's mild, moderate and severe thresholds, 4
+at twice the severe one, log-linear in between. A gradient-boosted ensemble of shallow
+regression trees per type predicts that coordinate from `features.FEATURE_NAMES`; the
+estimate is the coordinate mapped back to the contract's units (`parameter`), and the
+severity word follows from the estimate by the bands as ever, so the two never
+disagree.
+
+The ensembles are trained by `python train/calibrate_evidence.py` on synthetic
+degradations (`inspector.evidence.synthesis`) of the calibration photos and of
+procedural scenes only, and shipped as JSON (`calibration.json` beside this file):
+plain arrays of split features, thresholds and leaf values, read here by a few lines
+of numpy. JSON rather than a pickle, so loading it can run no code, and it diffs and
+reviews as text. Without the file, `measure` keeps the estimators' own readings.
+
+JPEG quality is not learned: the tables give it exactly, and the quantizer combs of
+the pixels nearly so.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from inspector.evidence.features import FEATURE_NAMES
+
+CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
+LEARNED_TYPES: tuple[str, ...] = ("blur", "noise", "low_resolution")
+# Parameter at coordinates 0..4: a negligible amount, mild, moderate, severe, twice severe.
+ANCHORS: dict[str, tuple[float, ...]] = {
+    "blur": (0.2, 1.0, 2.0, 4.0, 8.0),
+    "noise": (0.5, 5.0, 12.0, 25.0, 50.0),
+    "low_resolution": (1.0, 1.6, 2.5, 4.0, 8.0),
+}
+
+
+def coordinate(kind: str, value: float) -> float:
+    """The severity coordinate of a parameter value (log-linear between the anchors).
+
+    >>> coordinate("noise", 12.0)
+    2.0
+    """
+    logs = np.log(ANCHORS[kind])
+    return float(np.interp(np.log(max(value, 1e-6)), logs, np.arange(len(logs)),
+                           left=0.0, right=len(logs) - 1 + (np.log(max(value, 1e-6)) - logs[-1]) /
+                           (logs[-1] - logs[-2])))
+
+
+def parameter(kind: str, value: float) -> float:
+    """The parameter value at a severity coordinate (the inverse of `coordinate`)."""
+    logs = np.log(ANCHORS[kind])
+    value = max(float(value), 0.0)
+    if value > len(logs) - 1:
+        return float(np.exp(logs[-1] + (value - (len(logs) - 1)) * (logs[-1] - logs[-2])))
+    return float(np.exp(np.interp(value, np.arange(len(logs)), logs)))
+
+
+class TreeEnsemble:
+    """A gradient-boosted sum of regression trees, from its JSON arrays."""
+
+    def __init__(self, payload: dict):
+        self.base = float(payload["base"])
+        self.rate = float(payload["learning_rate"])
+        trees = payload["trees"]
+        # All trees' nodes in one set of arrays, so each level of all trees is one numpy step.
+        offsets = np.cumsum([0] + [len(tree["feature"]) for tree in trees[:-1]])
+        self.roots = offsets.astype(np.int64)
+        self.feature = np.concatenate([tree["feature"] for tree in trees]).astype(np.int64)
+        self.threshold = np.concatenate([tree["threshold"] for tree in trees]).astype(np.float64)
+        self.value = np.concatenate([tree["value"] for tree in trees]).astype(np.float64)
+        self.left = np.concatenate([np.asarray(t["left"]) + o for t, o in zip(trees, offsets)]).astype(np.int64)
+        self.right = np.concatenate([np.asarray(t["right"]) + o for t, o in zip(trees, offsets)]).astype(np.int64)
+        self.depth = int(payload["max_depth"])
+
+    def predict(self, features: np.ndarray) -> float:
+        features = np.asarray(features, dtype=np.float32).astype(np.float64)
+        node = self.roots.copy()
+        for _ in range(self.depth):
+            split = self.feature[node]
+            leaf = split < 0
+            # sklearn's trees compare float32 inputs with float64 thresholds: so do we.
+            go_left = features[np.where(leaf, 0, split)] <= self.threshold[node]
+            node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
+        return self.base + self.rate * float(self.value[node].sum())
+
+
+@functools.lru_cache(maxsize=4)
+def load_calibration(path: str | None = None) -> dict[str, TreeEnsemble] | None:
+    """The shipped ensembles per type, or None when there is no calibration file."""
+    path = Path(path) if path else CALIBRATION_PATH
+    if not path.exists():
+        return None
+    payload = json.loads(path.read_text())
+    if tuple(payload["features"]) != FEATURE_NAMES:
+        raise ValueError(f"{path} was trained on other features than inspector.evidence.features computes; "
+                         "retrain it with: python train/calibrate_evidence.py")
+    return {kind: TreeEnsemble(payload["models"][kind]) for kind in LEARNED_TYPES}
+
+
+def predict_parameters(features: np.ndarray, models: dict[str, TreeEnsemble]) -> dict[str, float]:
+    """Each learned type's parameter, in the contract's units."""
+    return {kind: parameter(kind, model.predict(features)) for kind, model in models.items()}
+
+
+def export_ensemble(model, learning_rate: float, max_depth: int) -> dict:
+    """The JSON arrays of a fitted sklearn GradientBoostingRegressor (squared error)."""
+    trees = []
+    for estimator in model.estimators_[:, 0]:
+        tree = estimator.tree_
+        trees.append({
+            "feature": [int(f) if l != -1 else -1 for f, l in zip(tree.feature, tree.children_left)],
+            "threshold": [float(t) for t in tree.threshold],
+            "left": [int(c) for c in tree.children_left],
+            "right": [int(c) for c in tree.children_right],
+            "value": [round(float(v), 6) for v in tree.value[:, 0, 0]],
+        })
+    base = float(np.ravel(model.init_.constant_)[0]) if hasattr(model.init_, "constant_") else 0.0
+    return {"base": base, "learning_rate": learning_rate, "max_depth": max_depth, "trees": trees}
