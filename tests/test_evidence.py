@@ -357,18 +357,21 @@ def test_severity_coordinate_round_trips_and_meets_the_bands():
 
 
 def test_tree_ensemble_reads_sklearn_trees_exactly():
-    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 
     from inspector.evidence.learned import TreeEnsemble, export_ensemble
 
     rng = np.random.default_rng(0)
     features = rng.normal(size=(300, 5))
     target = features[:, 0] ** 2 + np.sin(3 * features[:, 1]) + 0.1 * rng.normal(size=300)
-    model = GradientBoostingRegressor(n_estimators=20, max_depth=3, learning_rate=0.2, random_state=0)
-    model.fit(features, target)
-    ensemble = TreeEnsemble(json.loads(json.dumps(export_ensemble(model, 0.2, 3))))
-    ours = np.array([ensemble.predict(row) for row in features[:50]])
-    np.testing.assert_allclose(ours, model.predict(features[:50]), atol=1e-5)
+    settings = dict(n_estimators=20, max_depth=3, learning_rate=0.2, subsample=0.8, random_state=0)
+    regressor = GradientBoostingRegressor(**settings).fit(features, target)
+    classifier = GradientBoostingClassifier(**settings).fit(features, target > 1.0)
+    for model, expected in ((regressor, regressor.predict(features)), (classifier, classifier.decision_function(features))):
+        # Through JSON text, as shipped.
+        ensemble = TreeEnsemble(json.loads(json.dumps(export_ensemble(model, features[:10]))))
+        ours = np.array([ensemble.predict(row) for row in features])
+        np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
 def test_shipped_calibration_loads_and_keeps_the_estimators_readings():

@@ -16,10 +16,10 @@ other-implementation photo or degradation is ever read here. Each crop is measur
 the estimators (`measure(..., calibrated=False)`), which gives the feature vector.
 
 # Training
-Per type (blur, noise, low resolution), a scikit-learn GradientBoostingRegressor of
-shallow trees predicts the severity coordinate of the true parameter
-(inspector/evidence/learned.py: 0 negligible, 1/2/3 at the mild/moderate/severe
-thresholds). A fifth of the data is held back to print the fit; the shipped model is
+Per type (blur, noise, low resolution), two scikit-learn ensembles of shallow trees
+(inspector/evidence/learned.py): a GradientBoostingClassifier of presence (at least
+mild) on all samples, and a GradientBoostingRegressor of the severity coordinate of the
+true parameter (1/2/3 at the mild/moderate/severe thresholds) on the present ones. A fifth of the data is held back to print the fit; the shipped model is
 then refitted on all of it. Deterministic: fixed seeds, single-threaded fitting.
 
 # Output
@@ -55,6 +55,7 @@ from inspector.evidence.scenes import dead_leaves  # noqa: E402
 from inspector.taxonomy import severity_from_parameter  # noqa: E402
 
 PARAMETER_KEYS = {"blur": "sigma", "noise": "sigma", "low_resolution": "factor"}
+ESTIMATOR_FEATURES = {"blur": "blur_sigma", "noise": "noise_sigma", "low_resolution": "resolution_factor"}
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "china", "brick", "grass")
 
 
@@ -63,12 +64,15 @@ class CalibrationConfig:
     samples: int = 3000  # more: a smoother fit, about 0.1 s each
     scenes: int = 60  # procedural scenes to crop from (0.7 s each to draw)
     scene_share: float = 0.5  # share of the samples cropped from scenes rather than photos
-    correlated_noise_share: float = 0.3  # share of noisy samples whose noise is correlated (training_degrade)
+    correlated_noise_share: float = 0.0  # share of noisy samples given correlated noise (training_degrade)
     n_estimators: int = 150  # trees per type; more: a closer fit and a larger file
     max_depth: int = 3  # depth of each tree
     learning_rate: float = 0.1
     subsample: float = 0.8
     seed: int = 20261202
+    # Features a type's models may not split on (comma-separated names), e.g. readings that
+    # the synthetic scenes make look more reliable than they are on real photos.
+    noise_excluded: str = "flat_std_p5,flat_std_p20,flat_half_std_p5,flat_half_std_p20,noise_half_p20"
 
 
 def calibration_sources(config: CalibrationConfig) -> tuple[list[Image.Image], list[Image.Image]]:
@@ -155,26 +159,52 @@ def build_data(config: CalibrationConfig) -> tuple[np.ndarray, dict[str, np.ndar
     return np.asarray(features), coordinates, parameters
 
 
-def fit(features: np.ndarray, target: np.ndarray, config: CalibrationConfig):
-    from sklearn.ensemble import GradientBoostingRegressor
+def fit(features: np.ndarray, target: np.ndarray, config: CalibrationConfig, kind: str) -> dict:
+    """The two stages of learned.py: presence (coordinate >= 1) on all, severity on present cases."""
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 
-    model = GradientBoostingRegressor(n_estimators=config.n_estimators, max_depth=config.max_depth,
-                                      learning_rate=config.learning_rate, subsample=config.subsample,
-                                      random_state=config.seed)
-    return model.fit(features, target)
+    excluded = [FEATURE_NAMES.index(name) for name in excluded_features(config, kind)]
+    if excluded:
+        # A constant column is never split on; the trees' feature indices stay those of FEATURE_NAMES.
+        features = features.copy()
+        features[:, excluded] = 0.0
+
+    settings = dict(n_estimators=config.n_estimators, max_depth=config.max_depth, learning_rate=config.learning_rate,
+                    subsample=config.subsample, random_state=config.seed)
+    present = target >= 1.0
+    return {"presence": GradientBoostingClassifier(**settings).fit(features, present),
+            "severity": GradientBoostingRegressor(**settings).fit(features[present], target[present])}
+
+
+def excluded_features(config: CalibrationConfig, kind: str) -> list[str]:
+    names = [name for name in (getattr(config, f"{kind}_excluded", "") or "").split(",") if name]
+    unknown = set(names) - set(FEATURE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown features to exclude for {kind}: {sorted(unknown)}; see FEATURE_NAMES")
+    return names
+
+
+def predict(models: dict, features: np.ndarray, kind: str, estimators: np.ndarray) -> list[str]:
+    """Severity words by the rule of learned.predict_readings, from the sklearn models."""
+    from inspector.evidence.learned import NONE_CAP, parameter
+
+    present = models["presence"].predict_proba(features)[:, 1] >= 0.5
+    magnitude = np.maximum(models["severity"].predict(features), 1.0)
+    return [severity_from_parameter(kind, parameter(kind, m)) if p else
+            severity_from_parameter(kind, parameter(kind, min(coordinate(kind, e), NONE_CAP)))
+            for p, m, e in zip(present, magnitude, estimators)]
 
 
 def report_fit(features, coordinates, parameters, config: CalibrationConfig) -> dict:
     """Fit on four fifths, score presence F1 and severity on the fifth held back."""
-    from inspector.evidence.learned import parameter
-
     n = len(features)
     order = np.random.default_rng(config.seed + 2).permutation(n)
     train, test = order[: int(0.8 * n)], order[int(0.8 * n):]
     scores = {}
     for kind in LEARNED_TYPES:
-        model = fit(features[train], coordinates[kind][train], config)
-        predicted = [severity_from_parameter(kind, parameter(kind, c)) for c in model.predict(features[test])]
+        models = fit(features[train], coordinates[kind][train], config, kind)
+        estimators = features[test, FEATURE_NAMES.index(ESTIMATOR_FEATURES[kind])]
+        predicted = predict(models, features[test], kind, estimators)
         truth = [severity_from_parameter(kind, v) for v in parameters[kind][test]]
         present_true = np.array([t != "none" for t in truth])
         present_pred = np.array([p != "none" for p in predicted])
@@ -204,8 +234,10 @@ def main(config: CalibrationConfig, out: Path, cache: Path | None = None) -> Non
             np.savez(cache, features=features, config=json.dumps(data_config), **parameters)
     # Training
     held_back = report_fit(features, coordinates, parameters, config)
-    models = {kind: export_ensemble(fit(features, coordinates[kind], config), config.learning_rate, config.max_depth)
-              for kind in LEARNED_TYPES}
+    models = {}
+    for kind in LEARNED_TYPES:
+        fitted = fit(features, coordinates[kind], config, kind)
+        models[kind] = {part: export_ensemble(model, features[:64]) for part, model in fitted.items()}
     # Output
     payload = {"features": list(FEATURE_NAMES), "config": asdict(config), "held_back_fit": held_back,
                "trained_on": {"photos": list(CALIBRATION_PHOTOS), "scenes": "dead_leaves seeds 0-99999",

@@ -6,7 +6,7 @@ the CLI (`measure`, `analyze_path`, `maps`, `render_overlay`) and score the benc
 """
 
 from inspector.evidence.analyze import analyze_main, analyze_path
-from inspector.evidence.maps import MAP_TYPES, maps
+from inspector.evidence.tile_maps import MAP_TYPES, maps
 from inspector.evidence.measure import Evidence, MeasuredDegradation, measure
 from inspector.evidence.overlay import render_overlay
 from inspector.evidence.synthesis import degrade, sample_spec

@@ -25,7 +25,7 @@ from PIL import Image
 from inspector.evidence.blur import BlurEstimate, estimate_blur, ratio_table
 from inspector.evidence.features import feature_vector
 from inspector.evidence.jpeg import estimate_jpeg, ijg_table, luma_table
-from inspector.evidence.learned import load_calibration, predict_parameters
+from inspector.evidence.learned import load_calibration, predict_readings
 from inspector.evidence.noise import CELL, LUMA_NOISE_GAIN, estimate_noise
 from inspector.evidence.resolution import ResolutionEstimate, estimate_resolution
 from inspector.taxonomy import BANDS, severity_from_parameter
@@ -174,9 +174,8 @@ def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: 
     details["features"] = features
     models = load_calibration() if calibrated else None
     if models is not None:
-        learned = predict_parameters(features, models)
-        degradations = [reading(d.type, learned[d.type], d.confidence) if d.type in learned else d
-                        for d in degradations]
+        learned = predict_readings(features, models, details["estimators"])
+        degradations = [reading(d.type, *learned[d.type]) if d.type in learned else d for d in degradations]
         details["calibration"] = "learned"
     else:
         details["calibration"] = "estimators"

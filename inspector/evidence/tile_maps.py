@@ -17,7 +17,7 @@ tiles (rows = height // tile, columns = width // tile, at least 1), in 0..1 wher
 - `low_resolution`: the image's downscale-factor score (0 at 1.6x or below, 1 at 4x
   or above, log-spaced) times the tile's resampling pattern: the strength of the
   periodic pattern at the frequency found for the whole image, in this tile's
-  difference profiles (0 at up to 8 times its neighbourhood, 1 at 40 times). Where the
+  difference profiles (0 at up to 1.5 times its neighbourhood, 1 at 4 times). Where the
   image was upscaled everywhere, the map shows where the pattern is visible; a pasted
   upscaled region shows as such.
 
@@ -38,8 +38,10 @@ MAP_TYPES: tuple[str, ...] = ("blur", "noise", "low_resolution", "jpeg_artifacts
 # 0.9-1.2, of a quality-45 JPEG 1.2-3, of a quality-10 one 1.9-9 (astronaut, coffee, camera).
 BLOCK_RATIO_NONE, BLOCK_RATIO_FULL = 1.2, 2.0
 # Line/neighbourhood ratios scoring 0 and 1 in the resampling map: 64-px tiles of clean
-# photos read 1-6 at the median (up to 30-40 in busy tiles), of a 3x upscale 70-100.
-PATTERN_RATIO_NONE, PATTERN_RATIO_FULL = 8.0, 40.0
+# photos read 0.3-1.6 (10th-90th percentile), of 3x and 5x upscales 1-12, median 2.4-7
+# (astronaut, coffee, camera). At a factor of 2 the line sits at 0.5 cycles/px, where a
+# 64-px tile cannot tell it from its neighbours: such tiles read as clean ones.
+PATTERN_RATIO_NONE, PATTERN_RATIO_FULL = 1.5, 4.0
 
 
 def maps(image: Image.Image, evidence: Evidence | None = None, tile: int = DEFAULT_TILE) -> dict[str, np.ndarray]:
