@@ -16,7 +16,7 @@ other-implementation photo or degradation is ever read here. Each crop is measur
 the estimators (`measure(..., calibrated=False)`), which gives the feature vector.
 
 # Training
-Per type (blur, noise, low resolution), two scikit-learn ensembles of shallow trees
+Per learned type (blur, low resolution: learned.LEARNED_TYPES), two scikit-learn ensembles of shallow trees
 (inspector/evidence/learned.py): a GradientBoostingClassifier of presence (at least
 mild) on all samples, and a GradientBoostingRegressor of the severity coordinate of the
 true parameter (1/2/3 at the mild/moderate/severe thresholds) on the present ones. A fifth of the data is held back to print the fit; the shipped model is
@@ -186,13 +186,17 @@ def excluded_features(config: CalibrationConfig, kind: str) -> list[str]:
 
 def predict(models: dict, features: np.ndarray, kind: str, estimators: np.ndarray) -> list[str]:
     """Severity words by the rule of learned.predict_readings, from the sklearn models."""
-    from inspector.evidence.learned import NONE_CAP, parameter
+    from inspector.evidence.learned import NONE_CAP, parameter, resampling_factor
 
     present = models["presence"].predict_proba(features)[:, 1] >= 0.5
     magnitude = np.maximum(models["severity"].predict(features), 1.0)
-    return [severity_from_parameter(kind, parameter(kind, m)) if p else
-            severity_from_parameter(kind, parameter(kind, min(coordinate(kind, e), NONE_CAP)))
-            for p, m, e in zip(present, magnitude, estimators)]
+    words = []
+    for row, p, m, e in zip(features, present, magnitude, estimators):
+        value = parameter(kind, m) if p else parameter(kind, min(coordinate(kind, e), NONE_CAP))
+        if p and kind == "low_resolution":
+            value = resampling_factor(row, value, e)
+        words.append(severity_from_parameter(kind, value))
+    return words
 
 
 def report_fit(features, coordinates, parameters, config: CalibrationConfig) -> dict:
