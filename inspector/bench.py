@@ -8,9 +8,12 @@ are a few dozen tokens shorter than with Qwen's tokenizer: the table shows the c
 
 In the same run it measures our settings, the seed-style baseline (fp32, the processor's
 default pixel budget, base and adapter as two generate calls, a 150-token prose answer)
-and each lever on its own, and prints the ratios.
+and each lever on its own, and prints the ratios. `--settings` runs a subset by key (`ours` is
+always run: the ratios are against it); a precision this CPU computes at under a tenth of
+fp32's rate (bf16 without AVX512-BF16 or AMX) is skipped, and the table says so.
 
     python -m inspector bench --shape 2b --json --out bench.json
+    python -m inspector bench --shape 2b --settings ours,seed-style    # minutes, not an hour
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 class Setting:
     """One way of producing a side-by-side report; the levers are its fields."""
 
-    name: str
+    name: str  # as the table shows it
     precision: str  # int8 / bf16 / fp32 on CPU, nf4 on CUDA
     views: str  # "native": our global view + native crops; "processor": whole image, processor's default budget
     answer_tokens: int  # forced generation length per report
@@ -47,6 +50,7 @@ class Setting:
     share_vision: bool = True  # one vision-tower pass for the base and adapter rows
     visual_token_budget: int = 256
     int8_vision: bool = False  # int8 also in the vision tower (int8 leaves it fp32 by default)
+    key: str = "ours"  # what `--settings` calls it
 
     @property
     def model_key(self) -> tuple[str, bool]:
@@ -55,29 +59,59 @@ class Setting:
 
 
 def settings(fast_precision: str) -> list[Setting]:
+    """Every setting the bench knows for this fast precision: ours, the seed-style baseline, each lever."""
     ours = Setting("ours", fast_precision, "native", 32, True)
     seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else "bf16", "processor", 150, False,
-                   share_vision=False)
+                   share_vision=False, key="seed-style")
     levers = [
-        replace(ours, name="lever: processor's default view", views="processor"),
-        replace(ours, name="lever: 150-token prose answer", answer_tokens=150),
-        replace(ours, name="lever: two generate calls", batched=False),
-        replace(ours, name="lever: vision tower run per row", share_vision=False),
-        replace(ours, name="lever: twice the visual tokens", visual_token_budget=2 * ours.visual_token_budget),
-        replace(ours, name="lever: half the visual tokens", visual_token_budget=ours.visual_token_budget // 2),
-        replace(ours, name="lever: static cache", cache="static"),
-        replace(ours, name="lever: static cache and torch.compile", cache="compiled"),
-        replace(ours, name="lever: eager attention instead of SDPA", attention="eager"),
-        replace(ours, name="lever: one thread", threads=1),
+        replace(ours, name="lever: processor's default view", views="processor", key="processor-view"),
+        replace(ours, name="lever: 150-token prose answer", answer_tokens=150, key="prose-answer"),
+        replace(ours, name="lever: two generate calls", batched=False, key="two-calls"),
+        replace(ours, name="lever: vision tower run per row", share_vision=False, key="vision-per-row"),
+        replace(ours, name="lever: twice the visual tokens", visual_token_budget=2 * ours.visual_token_budget,
+                key="double-tokens"),
+        replace(ours, name="lever: half the visual tokens", visual_token_budget=ours.visual_token_budget // 2,
+                key="half-tokens"),
+        replace(ours, name="lever: static cache", cache="static", key="static-cache"),
+        replace(ours, name="lever: static cache and torch.compile", cache="compiled", key="compiled"),
+        replace(ours, name="lever: eager attention instead of SDPA", attention="eager", key="eager"),
+        replace(ours, name="lever: one thread", threads=1, key="one-thread"),
     ]
     if fast_precision in ("int8", "bf16", "fp32"):
         others = [other for other in ("int8", "bf16", "fp32") if other != fast_precision]
-        precisions = [replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other)
+        precisions = [replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other, key=other)
                       for other in others]
         if fast_precision == "int8":
-            precisions.append(replace(ours, name="lever: int8 vision tower too", int8_vision=True))
+            precisions.append(replace(ours, name="lever: int8 vision tower too", int8_vision=True, key="int8-vision"))
         levers[:0] = precisions
     return [ours, seed, *levers]
+
+
+def select_settings(fast_precision: str, keys: str | None) -> list[Setting]:
+    """The settings named in `keys` (comma-separated), `ours` first whether named or not; all by default."""
+    known = settings(fast_precision)
+    if not keys:
+        return known
+    asked = [key.strip() for key in keys.split(",") if key.strip()]
+    unknown = sorted(set(asked) - {setting.key for setting in known})
+    if unknown:
+        raise ValueError(f"unknown bench setting(s) {', '.join(unknown)}; with {fast_precision} as the fast "
+                         f"precision the bench knows: {', '.join(setting.key for setting in known)}")
+    return [setting for setting in known if setting.key == "ours" or setting.key in asked]
+
+
+def slow_precisions(rates: dict[str, float]) -> dict[str, str]:
+    """Precisions this CPU computes at under a tenth of fp32's matmul rate, each with the reason.
+
+    On an AVX2-only CPU bf16 is emulated at about 0.5 GFLOPS against 95 for fp32: one bf16 row of
+    the 2B shape would take longer than the rest of the bench together, and tell nothing new."""
+    fp32 = rates.get("matmul_gflops_fp32")
+    slow = {}
+    for precision in ("bf16",):
+        rate = rates.get(f"matmul_gflops_{precision}")
+        if fp32 and rate is not None and rate < fp32 / 10:
+            slow[precision] = f"skipped: {precision} matmuls at {rate} GFLOPS, under a tenth of fp32's {fp32}"
+    return slow
 
 
 def build_model(shape: str, precision: str, processor, seed: int = 0, int8_vision: bool = False):
@@ -87,7 +121,8 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
 
     from inspector.device import Runtime
     from inspector.model import ADAPTER_NAME, load_base, quantize_int8
-    from inspector.tiny import LANGUAGE_LORA_TARGETS, build_2b_shaped, qwen2_vl_2b_config
+    from inspector.model import LANGUAGE_LORA_TARGETS
+    from inspector.tiny import build_2b_shaped, qwen2_vl_2b_config
 
     if shape != "2b":
         raise ValueError("build_model builds the 2b shape; the tiny shape is loaded from its folder")
@@ -158,7 +193,9 @@ def _time_report(inspector, setting: Setting, photo: Path) -> dict:
 
     started = time.perf_counter()
     picture = load_image(photo)
+    viewing = time.perf_counter()
     views = make_views(picture, setting.visual_token_budget) if setting.views == "native" else [picture]
+    views_ms = (time.perf_counter() - viewing) * 1000
     if setting.batched:
         rows = [views, views] if setting.share_vision else [views, list(views)]  # distinct lists: two passes
         texts = inspector.generate(rows, [BASE_NAME, ADAPTER_NAME])
@@ -167,7 +204,7 @@ def _time_report(inspector, setting: Setting, photo: Path) -> dict:
     reports = [parse_report(text) for text in texts]
     elapsed = time.perf_counter() - started
     inputs_1 = _prompt_tokens(inspector, views)
-    return {"seconds": round(elapsed, 2), "prompt_tokens": inputs_1["prompt"],
+    return {"seconds": round(elapsed, 2), "views_ms": round(views_ms, 1), "prompt_tokens": inputs_1["prompt"],
             "visual_tokens": inputs_1["visual"], "reports": len(reports)}
 
 
@@ -195,16 +232,20 @@ def time_prefill_decode(inspector, photo: Path, new_tokens: int = 32) -> dict:
     return {"prefill_s": round(timings[1], 2), "decode_tokens_per_s": round(1 / decode, 2)}
 
 
-def matmul_gflops() -> dict:
-    """bf16 and fp32 matmul rates on this CPU: where bf16 is emulated it is the slower one."""
+def matmul_gflops(seconds: float = 0.3) -> dict:
+    """bf16 and fp32 matmul rates on this CPU: where bf16 is emulated it is the slower one.
+
+    Each rate repeats one prefill-sized matmul for about `seconds` (at least once after a warm-up),
+    so the probe costs about five seconds where bf16 runs at 0.5 GFLOPS, not minutes."""
     rates = {}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        left, right = torch.randn(1024, 1280, dtype=dtype), torch.randn(1280, 5120, dtype=dtype)
+        left, right = torch.randn(256, 1536, dtype=dtype), torch.randn(1536, 1536, dtype=dtype)
         left @ right
-        started = time.perf_counter()
-        for _ in range(5):
+        calls, started = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - started < seconds:
             left @ right
-        rates[f"matmul_gflops_{name}"] = round(5 * 2 * 1024 * 1280 * 5120 / (time.perf_counter() - started) / 1e9, 1)
+            calls += 1
+        rates[f"matmul_gflops_{name}"] = round(calls * 2 * 256 * 1536 * 1536 / (time.perf_counter() - started) / 1e9, 1)
     return rates
 
 
@@ -226,51 +267,60 @@ def cpu_model() -> str:
 
 
 def machine() -> str:
+    from inspector.device import cpu_kind
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()} {os.cpu_count()} CPUs, {cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), "
-            f"{gpu}, torch {torch.__version__} with {torch.get_num_threads()} threads")
+    return (f"{platform.machine()} {os.cpu_count()} CPUs, {cpu_model()} ({cpu_kind()}; torch dispatch "
+            f"{torch.backends.cpu.get_cpu_capability()}), {gpu}, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads")
 
 
-def run_bench(shape: str = "2b", image: str | None = None) -> dict:
-    """The whole benchmark, its scratch files (models, photos) in a folder removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="inspector-bench-") as scratch:
-        return _run_bench(shape, image, Path(scratch))
-
-
-def _run_bench(shape: str, image: str | None, work: Path) -> dict:
+def run_bench(shape: str = "2b", image: str | None = None, keys: str | None = None) -> dict:
+    """The benchmark (every setting, or those in `keys`), its scratch files (models, photos) in a
+    folder removed afterwards."""
     from inspector.device import choose_runtime
+
+    planned = select_settings(choose_runtime().precision, keys)  # a bad key fails before any model is built
+    with tempfile.TemporaryDirectory(prefix="inspector-bench-") as scratch:
+        return _run_bench(shape, image, planned, Path(scratch))
+
+
+def _run_bench(shape: str, image: str | None, planned: list[Setting], work: Path) -> dict:
+    from inspector.device import cpu_kind
     from inspector.tiny import build_tiny
 
-    fast = choose_runtime().precision
     tiny = build_tiny(work / "tiny")
     photos = {"1024x768": Path(image) if image else bench_photo((1024, 768), work),
               "12MP": bench_photo((4000, 3000), work)}
-    results = {"machine": machine(), "shape": shape, "fast_precision": fast, "settings": [],
-               "load_average": os.getloadavg()[0]}
+    ours = planned[0]
+    results = {"machine": machine(), "cpu_kind": cpu_kind(), "shape": shape, "fast_precision": ours.precision,
+               "settings": [], "load_average": os.getloadavg()[0]}
+    skipped = {}
     if not torch.cuda.is_available():
         results.update(matmul_gflops())
-    planned = settings(fast)
-    rows: dict[str, dict] = {}
+        skipped = slow_precisions(results)
+    rows = {setting.name: {**asdict(setting), "skipped": skipped[setting.precision]}
+            for setting in planned[1:] if setting.precision in skipped}
     # One precision's model at a time (the fp32 2B alone is 9 GB), the fast one first, so its
     # memory figures are taken before any other model was built.
-    for key in dict.fromkeys(setting.model_key for setting in planned):
+    for key in dict.fromkeys(setting.model_key for setting in planned if setting.name not in rows):
         precision, int8_vision = key
         started = time.perf_counter()
         inspector = _load(shape, precision, tiny, work, int8_vision)
         results[f"load_s_{precision}{'_int8_vision' if int8_vision else ''}"] = round(time.perf_counter() - started, 1)
-        time_setting(inspector, replace(planned[0], precision=precision, answer_tokens=2), photos["1024x768"])
-        for setting in (setting for setting in planned if setting.model_key == key):
+        time_setting(inspector, replace(ours, precision=precision, answer_tokens=2), photos["1024x768"])
+        for setting in (setting for setting in planned if setting.model_key == key and setting.name not in rows):
             rows[setting.name] = _timed_row(inspector, setting, photos)
-        if key == planned[0].model_key:
+        if key == ours.model_key:
             results.update(time_prefill_decode(inspector, photos["1024x768"]))
             results.update(peak_memory_gb())
             results["resident_gb"] = resident_gb()
         del inspector
     results["settings"] = [rows[setting.name] for setting in planned]
     results["load_average_end"] = os.getloadavg()[0]
-    ours, seed = results["settings"][0], results["settings"][1]
-    if "error" not in ours and "error" not in seed:
-        results["speedup_vs_seed"] = round(seed["1024x768"]["seconds"] / ours["1024x768"]["seconds"], 1)
+    timed = {row["key"]: row["1024x768"]["seconds"] for row in results["settings"] if "1024x768" in row}
+    if "ours" in timed and "seed-style" in timed:
+        results["speedup_vs_seed"] = round(timed["seed-style"] / timed["ours"], 1)
     return results
 
 
@@ -323,8 +373,9 @@ def resident_gb() -> float:
 def render_table(results: dict) -> str:
     ours = results["settings"][0]["1024x768"]["seconds"] if "1024x768" in results["settings"][0] else None
     rates = ", ".join(f"{key[-4:]} {value}" for key, value in results.items() if key.startswith("matmul"))
-    lines = [f"machine: {results['machine']}; shape: {results['shape']}; load average at start "
-             f"{results['load_average']:.1f}, at end {results.get('load_average_end', float('nan')):.1f}; matmul GFLOPS: {rates}",
+    lines = [f"machine: {results['machine']}; CPU kind: {results['cpu_kind']}; shape: {results['shape']}; "
+             f"load average at start {results['load_average']:.1f}, at end "
+             f"{results.get('load_average_end', float('nan')):.1f}; matmul GFLOPS: {rates}",
              "| setting | precision | view | visual tokens | prompt tokens | answer tokens | calls | "
              "1024x768 s | vs ours | 12 MP s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -332,7 +383,7 @@ def render_table(results: dict) -> str:
         small, large = row.get("1024x768"), row.get("12MP")
         if small is None:
             lines.append(f"| {row['name']} | {row['precision']} | {row['views']} | | | {row['answer_tokens']} | "
-                         f"| {row['error']} | | |")
+                         f"| {row.get('skipped') or row['error']} | | |")
             continue
         ratio = f"{small['seconds'] / ours:.1f}x" if ours else ""
         name = row["name"] + (f" (first call {row['first_call_s']} s)" if "first_call_s" in row else "")
@@ -341,13 +392,18 @@ def render_table(results: dict) -> str:
                      f"{small['seconds']} | {ratio} | {large['seconds'] if large else ''} |")
     memory = ", ".join(f"{key} {value}" for key, value in results.items()
                        if key.startswith("peak") or key == "resident_gb")
+    speedup = f"{results['speedup_vs_seed']}x" if "speedup_vs_seed" in results else "not run (seed-style not asked)"
     lines.append(f"\nprefill (batch 2) {results['prefill_s']} s, decode {results['decode_tokens_per_s']} "
-                 f"tokens/s; {memory}; speed-up vs seed-style: {results.get('speedup_vs_seed')}x")
+                 f"tokens/s; {memory}; speed-up vs seed-style: {speedup}")
     return "\n".join(lines)
 
 
 def bench_main(args) -> int:
-    results = run_bench(args.shape, args.image)
+    try:
+        results = run_bench(args.shape, args.image, args.settings)
+    except ValueError as error:  # an unknown setting: say which exist, build nothing
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(results, indent=2) if args.json else render_table(results))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

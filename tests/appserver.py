@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import ROOT, subprocess_env
+from conftest import HANG_GUARD_S, ROOT, subprocess_env
 
 
 def free_port() -> int:
@@ -32,7 +32,7 @@ class AppServer:
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=self.env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + HANG_GUARD_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"app exited with {self.process.returncode}:\n{self.output()}")
@@ -43,6 +43,13 @@ class AppServer:
             except OSError:
                 time.sleep(0.5)
         raise TimeoutError(f"app did not answer at {self.url}:\n{self.output()}")
+
+    def client(self):
+        """A gradio_client Client of this server. httpx's own 5 s default would turn a busy CPU into a
+        "timed out" failure; here only a hang fails."""
+        from gradio_client import Client
+
+        return Client(self.url, verbose=False, httpx_kwargs={"timeout": HANG_GUARD_S})
 
     def output(self) -> str:
         self.log.flush()

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from appserver import AppServer
+from conftest import HANG_GUARD_S
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,9 @@ def offline_server(tmp_path_factory):
 
 
 def test_api_returns_both_reports_and_evidence(server, photo):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    client = Client(server.url, verbose=False)
+    client = server.client()
     result = client.predict(handle_file(str(photo)), api_name="/inspect")
     assert (result["width"], result["height"]) == (512, 512)
     for side in ("base", "adapter"):
@@ -33,18 +34,17 @@ def test_api_returns_both_reports_and_evidence(server, photo):
 
 
 def test_api_lists_the_inspect_endpoint(server):
-    from gradio_client import Client
 
-    api = Client(server.url, verbose=False).view_api(print_info=False, return_format="dict")
+    api = server.client().view_api(print_info=False, return_format="dict")
     assert "/inspect" in api["named_endpoints"]
 
 
 def test_bad_upload_is_a_clear_error_and_server_keeps_serving(server, photo, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     fake = tmp_path / "not-a-photo.png"
     fake.write_bytes(b"%PDF-1.4 this is a document, not a photo")
-    client = Client(server.url, verbose=False)
+    client = server.client()
     with pytest.raises(Exception) as raised:
         client.predict(handle_file(str(fake)), api_name="/inspect")
     assert "image" in str(raised.value).lower()
@@ -52,11 +52,11 @@ def test_bad_upload_is_a_clear_error_and_server_keeps_serving(server, photo, tmp
 
 
 def test_offline_app_starts_and_explains(offline_server, photo):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     page = _get(offline_server.url)
     assert "not loaded" in page and "INSPECTOR_BASE_MODEL" in page
-    result = Client(offline_server.url, verbose=False).predict(handle_file(str(photo)), api_name="/inspect")
+    result = offline_server.client().predict(handle_file(str(photo)), api_name="/inspect")
     assert result["base"]["verdict"] == "unavailable"
     assert result["evidence"]["degradations"], "measured evidence works without a model"
 
@@ -76,15 +76,16 @@ def test_page_in_headless_chromium_shows_both_reports(server, photo, tmp_path):
         except PlaywrightError as error:
             pytest.skip(f"no Chromium to drive: install Debian's chromium ({error.message.splitlines()[0]})")
         page = browser.new_page()
+        page.set_default_timeout(HANG_GUARD_S * 1000)  # Playwright's 30 s would fail a busy CPU
         page.goto(server.url, wait_until="domcontentloaded")
-        page.locator("#inspect-button").wait_for(timeout=60_000)
+        page.locator("#inspect-button").wait_for()
         page.locator("input[type=file]").first.set_input_files(str(photo))
         # The upload finishes when the preview shows the photo.
-        page.locator("img").first.wait_for(timeout=60_000)
+        page.locator("img").first.wait_for()
         page.locator("#inspect-button").click()
         page.wait_for_function(
             "() => ['#base-report', '#adapter-report'].every("
-            "id => document.querySelector(id).innerText.includes('Verdict'))", timeout=120_000)
+            "id => document.querySelector(id).innerText.includes('Verdict'))")
         base_text = page.locator("#base-report").inner_text()
         adapter_text = page.locator("#adapter-report").inner_text()
         evidence_text = page.locator("#evidence-report").inner_text()
@@ -98,5 +99,5 @@ def _get(url: str) -> str:
     import json
     import urllib.request
 
-    with urllib.request.urlopen(url + "config", timeout=10) as response:
+    with urllib.request.urlopen(url + "config", timeout=HANG_GUARD_S) as response:
         return json.dumps(json.load(response))

@@ -6,10 +6,10 @@ import json
 import subprocess
 import sys
 
-from conftest import subprocess_env
+from conftest import HANG_GUARD_S, subprocess_env
 
 
-def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = HANG_GUARD_S) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True,
                           timeout=timeout, env=subprocess_env())
 

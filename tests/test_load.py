@@ -20,11 +20,11 @@ def small_queue_server(tiny_model, tiny_adapter, tmp_path_factory):
         yield running
 
 
-def call(url: str, photo) -> str:
-    from gradio_client import Client, handle_file
+def call(server: AppServer, photo) -> str:
+    from gradio_client import handle_file
 
     try:
-        result = Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/inspect")
+        result = server.client().predict(handle_file(str(photo)), api_name="/inspect")
     except Exception as error:  # noqa: BLE001 - the kind of refusal is what the test checks
         return f"refused: {error}"
     return "answered" if result["adapter"]["verdict"] != "unavailable" else f"broken: {result}"
@@ -33,7 +33,7 @@ def call(url: str, photo) -> str:
 def test_concurrent_clients_are_answered_or_told_to_retry(small_queue_server, photo, capsys):
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
-        outcomes = list(pool.map(lambda _: call(small_queue_server.url, photo), range(CLIENTS)))
+        outcomes = list(pool.map(lambda _: call(small_queue_server, photo), range(CLIENTS)))
     answered = outcomes.count("answered")
     refused = [outcome for outcome in outcomes if outcome.startswith("refused")]
     with capsys.disabled():
@@ -43,7 +43,7 @@ def test_concurrent_clients_are_answered_or_told_to_retry(small_queue_server, ph
     assert answered >= 4, outcomes  # at least the queue's worth is served
     for outcome in refused:
         assert "queue" in outcome.lower() or "full" in outcome.lower(), outcome
-    assert call(small_queue_server.url, photo) == "answered", "the server serves after the burst"
+    assert call(small_queue_server, photo) == "answered", "the server serves after the burst"
 
 
 def rss_mb(pid: int) -> float:
@@ -57,9 +57,9 @@ def rss_mb(pid: int) -> float:
 @pytest.mark.slow
 def test_soak_memory_is_stable(small_queue_server, photo, capsys):
     """A few hundred requests: the server's resident memory must level off, not grow with requests."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    client = Client(small_queue_server.url, verbose=False)
+    client = small_queue_server.client()
     pid = small_queue_server.process.pid
     samples, started = [], time.monotonic()
     for index in range(300):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import subprocess_env
+from conftest import HANG_GUARD_S, subprocess_env
 from hubcache import populate_cache
 from inspector.device import choose_runtime
 from inspector.hub import Unavailable, resolve_adapter
@@ -145,7 +145,7 @@ def test_loading_from_hub_cache_offline(tiny_model, tiny_adapter, photo, tmp_pat
     command = [sys.executable, "-m", "inspector", "inspect", str(photo), "--json", "--quiet",
                "--base", "acme/tiny-qwen2-vl", "--adapter", "acme/tiny-inspector-lora",
                "--adapter-revision", "v1", "--precision", "fp32", "--max-new-tokens", "8"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S,
                           env=subprocess_env(HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "home")))
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout.strip())

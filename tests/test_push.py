@@ -1,4 +1,4 @@
-"""Publishing (train/push.py, inspector/cards.py) and pulling (inspector/hub.py), offline.
+"""Publishing (train/push.py, train/publish/) and pulling (inspector/hub.py), offline.
 
 No test reaches the Hub: writes go to a fake that records the calls `HfApi` would make,
 reads come from a cache laid out by tests/hubcache.py, and Hub failures are the real
@@ -20,14 +20,13 @@ import pytest
 from huggingface_hub import HfApi, ModelCard, constants, errors
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from conftest import ROOT, subprocess_env
+from conftest import HANG_GUARD_S, ROOT, subprocess_env
 from hubcache import populate_cache
-from inspector.cards import (AdapterCard, DatasetCardFacts, build_dataset_card, build_model_card, check_dataset_card,
-                             check_model_card)
-from inspector.hub import ADAPTER_FILES, Unavailable, explain_publish_error, resolve_adapter, scrub_local_paths
-
-sys.path.insert(0, str(ROOT / "train"))
-import push  # noqa: E402
+from inspector.hub import ADAPTER_FILES, Unavailable, resolve_adapter
+from train import push
+from train.publish.cards import AdapterCard, build_model_card, check_model_card
+from train.publish.checks import explain_publish_error, scrub_local_paths
+from train.publish.dataset_card import DatasetCardFacts, build_dataset_card, check_dataset_card
 
 # huggingface_hub's HTTP library (httpx2 in 2.x, httpx in 1.x): its errors wrap that library's responses.
 http = importlib.import_module(errors.Response.__module__.split(".")[0])
@@ -290,7 +289,7 @@ def test_missing_token_says_how_to_log_in_and_creates_nothing(finetune_output, t
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_OIDC_RESOURCE"):
         env.pop(name, None)
     done = subprocess.run([sys.executable, str(ROOT / "train" / "push.py"), str(finetune_output), "--repo", REPO],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert done.returncode == 2
     assert "no Hugging Face token" in done.stderr
     assert "hf auth login" in done.stderr and "HF_TOKEN" in done.stderr and "--dry-run" in done.stderr
@@ -480,7 +479,7 @@ def test_card_usage_works_as_written(tiny_model, finetune_output, photo, hub, ca
     assert len(snippets) == 2
     shutil.copyfile(photo, tmp_path / "photo.jpg")
     (tmp_path / "usage.py").write_text("\n".join(snippets))
-    done = subprocess.run([sys.executable, "usage.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    done = subprocess.run([sys.executable, "usage.py"], cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD_S,
                           env=subprocess_env(HF_HUB_CACHE=str(cache), HF_HOME=str(tmp_path / "home")))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["verdict"] != "unavailable"  # the adapter answered

@@ -44,39 +44,39 @@ def test_remote_code_is_never_trusted(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("target", ["/etc/passwd", "app.py", "inspector/model.py", "../../etc/hostname"])
 def test_only_our_files_are_served(server, target):
-    from conftest import ROOT
+    from conftest import HANG_GUARD_S, ROOT
 
     for path in (target, str((ROOT / target).resolve())):
         url = f"{server.url}gradio_api/file={path}"
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url, timeout=10)
+            urllib.request.urlopen(url, timeout=HANG_GUARD_S)
         assert refused.value.code in (403, 404), url
 
 
 def test_examples_are_served(server):
-    from conftest import ROOT
+    from conftest import HANG_GUARD_S, ROOT
 
     example = next((ROOT / "examples").glob("*.png"))
-    with urllib.request.urlopen(f"{server.url}gradio_api/file={example}", timeout=10) as response:
+    with urllib.request.urlopen(f"{server.url}gradio_api/file={example}", timeout=HANG_GUARD_S) as response:
         assert response.status == 200
 
 
 def test_oversized_upload_is_refused(server, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     big = tmp_path / "huge.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (30 * 1024 * 1024))
     with pytest.raises(Exception) as refused:
-        Client(server.url, verbose=False).predict(handle_file(str(big)), api_name="/inspect")
+        server.client().predict(handle_file(str(big)), api_name="/inspect")
     assert "size" in str(refused.value).lower() or "large" in str(refused.value).lower()
 
 
 def test_decompression_bomb_is_refused_before_decoding(server, tmp_path):
     from fixtures_images import bomb_png_bytes
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(bomb_png_bytes())
     with pytest.raises(Exception) as refused:
-        Client(server.url, verbose=False).predict(handle_file(str(bomb)), api_name="/inspect")
+        server.client().predict(handle_file(str(bomb)), api_name="/inspect")
     assert "pixels" in str(refused.value).lower() or "large" in str(refused.value).lower()
