@@ -144,6 +144,16 @@ class Sample:
     jpeg_pixels_severity: str
 
 
+def other_degrader():
+    """other_degradations.degrade_other, whether this file runs as a script or as benchmarks.evidence_bench."""
+    try:
+        from benchmarks.other_degradations import degrade_other
+    except ImportError:
+        # As `python benchmarks/evidence_bench.py`, this folder is the first import path.
+        from other_degradations import degrade_other
+    return degrade_other
+
+
 def run_samples(photos: dict[str, Image.Image], n: int, n_clean: int, seed: int, other: bool = False,
                 progress: bool = True) -> list[Sample]:
     """Degraded then clean samples; `other`: degradations by other libraries (other_degradations.py)."""
@@ -162,7 +172,7 @@ def run_samples(photos: dict[str, Image.Image], n: int, n_clean: int, seed: int,
             spec, labels = {}, {kind: "none" for kind in DEGRADATION_TYPES}
             image = crop
         elif other:
-            from benchmarks.other_degradations import degrade_other
+            degrade_other = other_degrader()
 
             spec, labels = sample_spec(rng)
             image, spec, labels = degrade_other(crop, spec, labels, rng)

@@ -399,3 +399,26 @@ def test_procedural_scenes_are_seeded_and_clean():
     assert first.size == (256, 192) and np.array_equal(np.asarray(first), np.asarray(second))
     assert not np.array_equal(np.asarray(first), np.asarray(dead_leaves(8, (256, 192))))
     assert measure(first, calibrated=False).present() == []
+
+
+def test_other_implementations_label_what_they_applied():
+    """benchmarks/other_degradations.py: same size, and labels from the parameters actually applied."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("albumentations")
+    from benchmarks.other_degradations import degrade_other, measured_sigma, other_noise
+
+    image = photo("astronaut", 256)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        spec, labels = sample_spec(rng)
+        out, applied, new_labels = degrade_other(image, spec, labels, rng)
+        assert out.size == image.size and out.mode == "RGB"
+        for kind, params in applied.items():
+            key = {"blur": "sigma", "noise": "sigma", "low_resolution": "factor", "jpeg_artifacts": "quality"}[kind]
+            assert new_labels[kind] == severity_from_parameter(kind, params[key]), (kind, params)
+    pixels = np.asarray(image)
+    for seed in range(3):
+        noisy, params = other_noise(pixels, {"sigma": 10.0}, np.random.default_rng(seed))
+        assert 8.0 < params["sigma"] < 12.0, params
+        assert params["sigma"] == pytest.approx(measured_sigma(pixels.astype(np.float32), noisy), rel=0.3) \
+            or "mosaic" in params["by"]

@@ -1,7 +1,7 @@
 """Train the measured evidence's learned calibration (inspector/evidence/calibration.json).
 
 Usage:
-    python train/calibrate_evidence.py                    # about 5 minutes on 2 CPU cores
+    python train/calibrate_evidence.py                    # about 6 minutes on 2 shared CPU cores
     python train/calibrate_evidence.py --samples 600 --out /tmp/calibration.json   # a quick try
     python train/calibrate_evidence.py --cache /tmp/evidence_data.npz --max-depth 4  # refit on kept data
 
@@ -43,8 +43,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inspector.evidence import degrade, measure, sample_spec  # noqa: E402
 from inspector.evidence.features import FEATURE_NAMES  # noqa: E402
