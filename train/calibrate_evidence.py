@@ -44,13 +44,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inspector.evidence import degrade, measure, sample_spec  # noqa: E402
-from inspector.evidence.features import FEATURE_NAMES  # noqa: E402
-from inspector.evidence.learned import (  # noqa: E402
-    ANCHORS, CALIBRATION_PATH, LEARNED_TYPES, coordinate, export_ensemble,
+from inspector.evidence import degrade, measure, sample_spec
+from inspector.evidence.features import FEATURE_NAMES
+from inspector.evidence.learned import (
+    ANCHORS,
+    CALIBRATION_PATH,
+    LEARNED_TYPES,
+    coordinate,
+    export_ensemble,
 )
-from inspector.evidence.scenes import dead_leaves  # noqa: E402
-from inspector.taxonomy import severity_from_parameter  # noqa: E402
+from inspector.evidence.scenes import dead_leaves
+from inspector.taxonomy import severity_from_parameter
 
 PARAMETER_KEYS = {"blur": "sigma", "noise": "sigma", "low_resolution": "factor"}
 ESTIMATOR_FEATURES = {"blur": "blur_sigma", "noise": "noise_sigma", "low_resolution": "resolution_factor"}

@@ -38,8 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.evidence.features import FEATURE_NAMES
-# The resolution estimator's own threshold for calling a resampling pattern.
-from inspector.evidence.resolution import MIN_STRENGTH as PATTERN_STRENGTH
+from inspector.evidence.resolution import MIN_STRENGTH as PATTERN_STRENGTH  # the estimator's pattern threshold
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 # Where an absent type's estimator reading is capped: just under the mild threshold.

@@ -122,15 +122,16 @@ def pattern_visibility(luma: np.ndarray, tile: int, shape: tuple[int, int], freq
         # Profile per tile: mean over the tile's lines, one value per position.
         profiles = second[:usable_rows, :usable_cols].reshape(grid[0], tile, -1, tile).mean(axis=1)
         profiles = profiles[:, : grid[1]] - profiles[:, : grid[1]].mean(axis=-1, keepdims=True)
-        window = np.hanning(tile)
-        positions = np.arange(tile)
-
-        def amplitude(nu: float) -> np.ndarray:
-            return np.abs((profiles * window) @ np.exp(-2j * np.pi * nu * positions))
-
-        line = amplitude(frequency)
-        around = [amplitude(frequency + d) for d in (-0.06, -0.03, 0.03, 0.06) if 0.02 < frequency + d < 0.5]
+        windowed = profiles * np.hanning(tile)
+        line = line_amplitude(windowed, frequency)
+        around = [line_amplitude(windowed, frequency + d) for d in (-0.06, -0.03, 0.03, 0.06)
+                  if 0.02 < frequency + d < 0.5]
         background = np.mean(around, axis=0) + 1e-6 if around else np.full(line.shape, np.inf)
         score = np.clip((line / background - PATTERN_RATIO_NONE) / (PATTERN_RATIO_FULL - PATTERN_RATIO_NONE), 0, 1)
         scores.append(fit_grid(score if lines is luma else score.T, shape))
     return 0.5 * (scores[0] + scores[1])
+
+
+def line_amplitude(windowed: np.ndarray, frequency: float) -> np.ndarray:
+    """|DFT| of each windowed profile (last axis) at one frequency, cycles/px."""
+    return np.abs(windowed @ np.exp(-2j * np.pi * frequency * np.arange(windowed.shape[-1])))
