@@ -65,6 +65,7 @@ class EvalConfig:
     device: str | None = None
     precision: str | None = None  # default: inspector.device decides, as in the app
     kv_cache: str = "dynamic"  # or "static", the app's INSPECTOR_KV_CACHE
+    int8_vision: str | None = None  # with --precision int8: "per-token" or "per-tensor", the app's INSPECTOR_INT8_VISION
     json: bool = False  # print the summary as one JSON line instead of the Markdown table
 
 
@@ -97,7 +98,8 @@ def main(config: EvalConfig) -> dict:
     inspector = Inspector.load(InspectorConfig(
         base=base, base_revision=config.base_revision, adapter=config.adapter,
         adapter_revision=config.adapter_revision, device=config.device, precision=config.precision,
-        visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48, kv_cache=config.kv_cache))
+        visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48, kv_cache=config.kv_cache,
+        int8_vision=config.int8_vision))
     if not inspector.has_adapter:
         raise RuntimeError(inspector.missing_adapter)
     task = inspector.task
