@@ -74,6 +74,17 @@ def test_kv_cache_is_read_from_the_environment_and_checked(monkeypatch):
         InspectorConfig.from_env()
 
 
+def test_int8_vision_is_read_from_the_environment_and_checked(monkeypatch):
+    assert InspectorConfig.from_env().int8_vision is None
+    monkeypatch.setenv("INSPECTOR_INT8_VISION", "")
+    assert InspectorConfig.from_env().int8_vision is None, "empty: the fp32 tower"
+    monkeypatch.setenv("INSPECTOR_INT8_VISION", "per-token")
+    assert InspectorConfig.from_env().int8_vision == "per-token"
+    monkeypatch.setenv("INSPECTOR_INT8_VISION", "yes")
+    with pytest.raises(ValueError, match="INSPECTOR_INT8_VISION"):
+        InspectorConfig.from_env()
+
+
 def test_generate_is_one_call_for_both_reports(tiny_inspector, photo, monkeypatch):
     calls = []
     original = tiny_inspector.model.generate
