@@ -20,9 +20,8 @@ import gradio as gr
 from inspector.evidence import measure, render_overlay
 from inspector.hub import Unavailable
 from inspector.images import ImageError, load_image
-from inspector.model import ADAPTER_NAME, BASE_NAME, Inspector, InspectorConfig
-from inspector.report import Report
-from inspector.tasks import get_task
+from inspector.model import Inspector, InspectorConfig
+from inspector.tasks import DEFAULT_TASK, get_task
 
 try:  # ZeroGPU: `spaces.GPU` attaches a GPU for the call on a Space and does nothing elsewhere.
     import spaces
@@ -73,11 +72,13 @@ def load_inspector() -> tuple[Inspector | None, list[str]]:
 
 @gpu
 def run_model(picture, question: str = "") -> dict:
-    if TASK.name == "degradation":
-        return INSPECTOR.inspect([picture])[0].to_dict()
-    answers = INSPECTOR.ask(picture, question or None)
-    missing = {"prediction": None, "raw_text": "", "markdown": f"> **Note:** {INSPECTOR.missing_adapter}"}
-    return {"task": TASK.name, "base": answers[BASE_NAME], "adapter": answers.get(ADAPTER_NAME, missing)}
+    """Both models' answers for one loaded picture, through its task (the JSON of `Inspection.to_dict`)."""
+    return INSPECTOR.inspect_loaded([picture], question or None)[0].to_dict()
+
+
+def unavailable(notice: str) -> dict:
+    """A model's place in the JSON when it could not answer."""
+    return TASK.answer_json(TASK.unavailable(notice), "", notice)
 
 
 def inspect_image(image_path: str | None, question: str = "") -> tuple[dict, object]:
@@ -98,14 +99,14 @@ def inspect_image(image_path: str | None, question: str = "") -> tuple[dict, obj
     result = {"width": picture.width, "height": picture.height, "evidence": evidence.to_dict(),
               "notices": list(NOTICES)}
     if INSPECTOR is None:
-        result["base"] = result["adapter"] = Report.unavailable(NOTICES[0]).to_dict()
+        result["base"] = result["adapter"] = unavailable(NOTICES[0])
     else:
         try:
             result.update(run_model(picture, question))
         except RuntimeError as error:  # e.g. CUDA out of memory: tell this visitor, serve the next
             log.exception("generation failed")
             message = f"The model failed on this image ({error.__class__.__name__}): try a smaller photo or retry."
-            result["base"] = result["adapter"] = Report.unavailable(message).to_dict()
+            result["base"] = result["adapter"] = unavailable(message)
     return result, render_overlay(picture, evidence)
 
 
@@ -113,11 +114,8 @@ def render_result(result: dict | None, overlay) -> tuple[str, str, str, object]:
     """Markdown for the base, adapter and evidence columns, and the overlay picture."""
     if not result:
         return "", "", "", None
-    if result.get("task", "degradation") != "degradation":
-        return result["base"]["markdown"], result["adapter"]["markdown"], render_evidence(result["evidence"]), overlay
-    base = Report.from_dict(result["base"]).to_markdown()
-    adapter = Report.from_dict(result["adapter"]).to_markdown()
-    return base, adapter, render_evidence(result["evidence"]), overlay
+    return (TASK.answer_markdown(result["base"]), TASK.answer_markdown(result["adapter"]),
+            render_evidence(result["evidence"]), overlay)
 
 
 def render_evidence(evidence: dict) -> str:
@@ -142,8 +140,7 @@ def build_demo() -> gr.Blocks:
             image = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360)
             overlay = gr.Image(label="Where it is degraded (measured)", interactive=False, height=360)
         question = gr.Textbox(label=f"Question ({TASK.title})", visible=TASK.needs_question, elem_id="question")
-        button = gr.Button("Inspect" if TASK.name == "degradation" else "Ask", variant="primary",
-                           elem_id="inspect-button")
+        button = gr.Button(TASK.action, variant="primary", elem_id="inspect-button")
         with gr.Row(equal_height=True):
             with gr.Column():
                 gr.Markdown("### Base model (zero-shot)")
@@ -170,7 +167,7 @@ def build_demo() -> gr.Blocks:
 
 
 INSPECTOR, NOTICES = load_inspector()
-TASK = INSPECTOR.task if INSPECTOR is not None else get_task("degradation")
+TASK = INSPECTOR.task if INSPECTOR is not None else get_task(DEFAULT_TASK)
 demo = build_demo()
 
 if __name__ == "__main__":

@@ -39,12 +39,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from inspector.evidence import degrade, measure, sample_spec  # noqa: E402
-from inspector.evidence.jpeg import quality_from_pixels  # noqa: E402
-from inspector.evidence.measure import luminance  # noqa: E402
-from inspector.taxonomy import BANDS, DEGRADATION_TYPES, SEVERITIES, severity_from_parameter  # noqa: E402
+from inspector.evidence import degrade, measure, sample_spec
+from inspector.evidence.jpeg import quality_from_pixels
+from inspector.evidence.measure import luminance
+from inspector.taxonomy import BANDS, DEGRADATION_TYPES, SEVERITIES, severity_from_parameter
 
 # Split fixed by name before any figure was looked at. moon.png is left out of both: it
 # is itself an upscaled image (a strong 2x resampling pattern), so not a clean photo.

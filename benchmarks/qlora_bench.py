@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 RECIPE = ROOT / "train" / "recipes" / "degradation.yaml"
 CPU_OVERRIDES = ["--precision", "fp32", "--optim", "adamw_torch", "--dataloader-num-workers", "0"]

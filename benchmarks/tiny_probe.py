@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from inspector.taxonomy import DEGRADATION_TYPES  # noqa: E402
+from inspector.taxonomy import DEGRADATION_TYPES
 
 
 def vision_features(model, processor, views) -> np.ndarray:

@@ -126,7 +126,8 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
 
     from inspector.device import Runtime
     from inspector.model import ADAPTER_NAME, load_base, quantize_int8
-    from inspector.tiny import LANGUAGE_LORA_TARGETS, build_2b_shaped, qwen2_vl_2b_config
+    from inspector.model import LANGUAGE_LORA_TARGETS
+    from inspector.tiny import build_2b_shaped, qwen2_vl_2b_config
 
     if shape != "2b":
         raise ValueError("build_model builds the 2b shape; the tiny shape is loaded from its folder")

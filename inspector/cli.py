@@ -70,7 +70,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     for path in tqdm(paths, desc="inspecting", unit="image", file=sys.stderr, disable=args.quiet):
         record: dict = {"path": str(path)}
         try:
-            result = inspector.inspect([load_image(path)])[0]
+            result = inspector.inspect_loaded([load_image(path)])[0]
             record.update(result.to_dict())
         except ImageError as error:
             record["error"] = str(error)
@@ -88,15 +88,17 @@ def print_record(record: dict, as_json: bool) -> None:
     elif "error" in record:
         print(f"{record['path']}: ERROR {record['error']}", flush=True)
     else:
-        adapter = record["adapter"]["verdict"] if record.get("adapter") else "-"
-        print(f"{record['path']}: base={record['base']['verdict']} adapter={adapter}", flush=True)
+        # A report's verdict (the degradation task), else the task's prediction.
+        base, adapter = (record[side].get("verdict", record[side].get("prediction")) if record.get(side) else "-"
+                         for side in ("base", "adapter"))
+        print(f"{record['path']}: base={base} adapter={adapter}", flush=True)
 
 
 def run_tiny(args: argparse.Namespace) -> int:
-    from inspector.tiny import build_tiny, build_tiny_adapter, pretrain_tiny
+    from inspector.tiny import build_tiny, build_tiny_adapter
 
     started = time.perf_counter()
-    folder = (pretrain_tiny if args.pretrain else build_tiny)(args.out, seed=args.seed)
+    folder = build_tiny(args.out, seed=args.seed)
     message = f"tiny Qwen2-VL written to {folder}"
     if args.with_adapter:
         adapter = build_tiny_adapter(folder, folder / "adapter", seed=args.seed)
@@ -123,11 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    tiny = commands.add_parser("tiny", help="write the tiny offline Qwen2-VL stand-in to a folder")
+    tiny = commands.add_parser("tiny", help="write the tiny offline Qwen2-VL stand-in to a folder (untrained; "
+                                            "train/pretrain_tiny.py pre-trains it)")
     tiny.add_argument("out", help="output folder")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--pretrain", action="store_true",
-                      help="briefly pre-train it on synthetic pictures (a generic task; minutes on a CPU)")
     tiny.add_argument("--with-adapter", action="store_true",
                       help="also write an untrained (random) LoRA adapter to OUT/adapter, for demos")
     tiny.set_defaults(run=run_tiny)

@@ -13,14 +13,14 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from inspector.device import Runtime, choose_runtime
 from inspector.hub import Unavailable, explain_hub_error, is_local, resolve_adapter
-from inspector.images import load_image, make_views
-from inspector.prompts import DEFAULT_INSTRUCTION, build_inputs, build_task_inputs
-from inspector.report import Report, parse_report
+from inspector.images import load_image
+from inspector.prompts import build_task_inputs
 from inspector.vision import image_features
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ DEFAULT_ADAPTER_REVISION = "v1"
 ADAPTER_NAME = "adapter"
 BASE_NAME = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 VISION_MODULE = "visual"  # Qwen2-VL's vision tower (blocks and merger): `model.visual`
+# What the adapters adapt: the language model's projections. The vision tower's (qkv, proj,
+# fc1, fc2) are named otherwise, so these names leave it alone, as the mixed batch needs.
+LANGUAGE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 DEFAULT_VISUAL_TOKENS = 256  # the app's budget where neither INSPECTOR_VISUAL_TOKENS nor the adapter names one
@@ -139,20 +142,31 @@ def load_base(name: str, revision: str | None = None, runtime: Runtime | None = 
 
 @dataclass
 class Inspection:
-    """The outcome for one image: both reports, and how long it took."""
+    """The outcome for one image: both models' answers as the task parsed them, and how long it took.
 
-    base: Report
-    adapter: Report  # an unavailable report, with the reason, when no adapter is loaded
+    For the degradation task `base` and `adapter` are `Report`s; for another task they are
+    its predictions (`Task.parse`). Without an adapter, `adapter` is `task.unavailable(notice)`.
+    """
+
+    base: Any
+    adapter: Any
     elapsed_s: float
     width: int = 0
     height: int = 0
     extra: dict = field(default_factory=dict)
+    task: Any = None  # the Task that asked and parsed; None: the default task
+    raw_texts: dict[str, str] = field(default_factory=dict)  # row (BASE_NAME, ADAPTER_NAME) -> what it wrote
+    notice: str = ""  # why the adapter did not answer
 
     def to_dict(self) -> dict:
+        from inspector.tasks import DEFAULT_TASK, get_task
+
+        task = self.task or get_task(DEFAULT_TASK)
         return {
+            "task": task.name,
             "width": self.width, "height": self.height,
-            "base": self.base.to_dict(),
-            "adapter": self.adapter.to_dict(),
+            "base": task.answer_json(self.base, self.raw_texts.get(BASE_NAME, "")),
+            "adapter": task.answer_json(self.adapter, self.raw_texts.get(ADAPTER_NAME, ""), self.notice),
             "elapsed_s": round(self.elapsed_s, 3),
             **self.extra,
         }
@@ -163,7 +177,7 @@ class Inspector:
 
     def __init__(self, model, processor, runtime: Runtime, config: InspectorConfig,
                  has_adapter: bool, notices: list[str] | None = None, task=None):
-        from inspector.tasks import get_task
+        from inspector.tasks import DEFAULT_TASK, get_task
 
         self.model = model
         self.processor = processor
@@ -173,8 +187,9 @@ class Inspector:
         self.config = config
         self.has_adapter = has_adapter
         self.notices = list(notices or [])
-        self.instruction = DEFAULT_INSTRUCTION
-        self.task = task or get_task("degradation")  # what the adapter was trained for
+        # What the adapter was trained for: its views, prompt and parser serve every answer.
+        self.task = task or get_task(DEFAULT_TASK)
+        self.rows = [BASE_NAME, ADAPTER_NAME] if has_adapter else [BASE_NAME]  # generate rows per image
 
     @classmethod
     def load(cls, config: InspectorConfig | None = None, **overrides) -> "Inspector":
@@ -210,6 +225,11 @@ class Inspector:
         return cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
 
     @property
+    def instruction(self) -> str:
+        """The text the task asks with when the app sends no question (the inspection instruction)."""
+        return self.task.instruction(self.task.request())
+
+    @property
     def missing_adapter(self) -> str:
         return self.notices[0] if self.notices else "No adapter configured (INSPECTOR_ADAPTER is empty)."
 
@@ -217,24 +237,30 @@ class Inspector:
         """One small inspection at start, so the first visitor does not pay for lazy set-up."""
         from PIL import Image
 
-        started = time.perf_counter()
-        self.inspect([Image.new("RGB", (112, 112), (128, 128, 128))])
-        log.info("warm-up inspection took %.1f s", time.perf_counter() - started)
+        from inspector.prompts import build_dialogue_messages
 
-    def generate(self, views_per_sample: list[list], adapter_names: list[str], instruction: str | None = None,
+        started = time.perf_counter()
+        views = self.task.views(Image.new("RGB", (112, 112), (128, 128, 128)), self.config.visual_token_budget)
+        # Any question will do (a question task has no default one): what warms is the model, not the prompt.
+        messages = build_dialogue_messages(len(views), [("Describe this picture.", None)])
+        self.generate([views] * len(self.rows), self.rows, [messages] * len(self.rows))
+        log.info("warm-up generate took %.1f s", time.perf_counter() - started)
+
+    def generate(self, views_per_sample: list[list], adapter_names: list[str],
                  messages_per_sample: list[list[dict]] | None = None, max_new_tokens: int | None = None) -> list[str]:
         """One batched greedy generate; row i uses adapter `adapter_names[i]`.
 
-        The prompt is the inspection instruction, or per-row chat messages (other tasks).
-        Rows that share the same views object (base and adapter of one image) share one
-        pass of the vision tower: the LoRA adapter does not touch it, so its output is
-        the same for both, and it is a third of the prefill time of the 2B model.
+        The prompt of each row is its chat messages; by default the task's request (the
+        degradation task's inspection instruction). Rows that share the same views object
+        (base and adapter of one image) share one pass of the vision tower: the LoRA adapter
+        does not touch it, so its output is the same for both, and it is a third of the
+        prefill time of the 2B model.
         """
         if messages_per_sample is None:
-            inputs = build_inputs(self.processor, views_per_sample, instruction or self.instruction)
-        else:
-            inputs = build_task_inputs(self.processor, views_per_sample, messages_per_sample)
-        inputs = inputs.to(self.model.device)
+            request = self.task.request()
+            messages_per_sample = [self.task.messages(request, len(views), with_answer=False)
+                                   for views in views_per_sample]
+        inputs = build_task_inputs(self.processor, views_per_sample, messages_per_sample).to(self.model.device)
         kwargs = {"adapter_names": adapter_names} if self.has_adapter else {}
         with torch.inference_mode():
             if inputs.get("pixel_values") is not None:
@@ -250,40 +276,51 @@ class Inspector:
         """Vision-tower features for every row, computing each distinct views list once."""
         return image_features(self.model, self.processor, views_per_sample)
 
-    def inspect(self, images: list) -> list[Inspection]:
-        """Base and adapter reports for each image, all from one generate call."""
-        started = time.perf_counter()
-        pictures = [load_image(image) for image in images]
-        views = [make_views(picture, self.config.visual_token_budget) for picture in pictures]
-        rows = [BASE_NAME, ADAPTER_NAME] if self.has_adapter else [BASE_NAME]
-        texts = self.generate([v for v in views for _ in rows], rows * len(views))
-        elapsed = (time.perf_counter() - started) / max(len(images), 1)
-        results = []
-        for index, picture in enumerate(pictures):
-            own = texts[index * len(rows):(index + 1) * len(rows)]
-            adapter = parse_report(own[1]) if self.has_adapter else Report.unavailable(self.missing_adapter)
-            results.append(Inspection(parse_report(own[0]), adapter, elapsed, *picture.size))
-        return results
+    def answer(self, pictures: list, examples: list[dict] | None = None,
+               max_new_tokens: int | None = None) -> list[dict[str, str]]:
+        """What every loaded row (base, adapter) wrote for each picture: [{row: text}], one generate.
 
-
-    def ask(self, image, question: str | None = None, history: tuple = ()) -> dict[str, dict]:
-        """Any task's answer from base and adapter, one generate: {row: {prediction, raw_text, markdown}}.
-
-        The degradation task has `inspect` with its typed reports; this serves the others
-        (classification, counting, chart QA, dialogue), with the visitor's question.
+        The one path of every task: the task's views of each (loaded) picture, its messages
+        for each example (default: its request, what the app sends), one batched generate.
         """
         task = self.task
-        example = task.request(question, history)
-        views = task.views(load_image(image), self.config.visual_token_budget)
-        messages = task.messages(example, len(views), with_answer=False)
-        rows = [BASE_NAME, ADAPTER_NAME] if self.has_adapter else [BASE_NAME]
-        texts = self.generate([views] * len(rows), rows, messages_per_sample=[messages] * len(rows),
-                              max_new_tokens=task.max_new_tokens)
-        answers = {}
-        for row, text in zip(rows, texts):
-            prediction = task.parse(text)
-            answers[row] = {"prediction": prediction, "raw_text": text, "markdown": task.render(prediction, text)}
-        return answers
+        examples = examples if examples is not None else [task.request() for _ in pictures]
+        views = [task.views(picture, self.config.visual_token_budget) for picture in pictures]
+        messages = [task.messages(example, len(own), with_answer=False) for example, own in zip(examples, views)]
+        rows = self.rows
+        texts = self.generate([own for own in views for _ in rows], rows * len(views),
+                              [own for own in messages for _ in rows], max_new_tokens)
+        return [dict(zip(rows, texts[index * len(rows):(index + 1) * len(rows)])) for index in range(len(views))]
+
+    def inspect(self, images: list, question: str | None = None, history: tuple = ()) -> list[Inspection]:
+        """Base and adapter answers for each image (read with `load_image`), from one generate.
+
+        For the degradation task the answers are typed `Report`s; `question` and `history`
+        are for the tasks that take them (chart QA, dialogue).
+        """
+        return self.inspect_loaded([load_image(image) for image in images], question, history)
+
+    def inspect_loaded(self, pictures: list, question: str | None = None, history: tuple = ()) -> list[Inspection]:
+        """`inspect` of pictures `load_image` already returned (the app's): decoded once."""
+        started = time.perf_counter()
+        task = self.task
+        length = task.answer_length(self.config.max_new_tokens)
+        answers = self.answer(pictures, [task.request(question, history) for _ in pictures], length)
+        elapsed = (time.perf_counter() - started) / max(len(pictures), 1)
+        results = []
+        for picture, texts in zip(pictures, answers):
+            base = task.parse(texts[BASE_NAME])
+            adapter = task.parse(texts[ADAPTER_NAME]) if self.has_adapter else task.unavailable(self.missing_adapter)
+            results.append(Inspection(base, adapter, elapsed, *picture.size, task=task, raw_texts=texts,
+                                      notice="" if self.has_adapter else self.missing_adapter))
+        return results
+
+    def ask(self, image, question: str | None = None, history: tuple = ()) -> dict[str, dict]:
+        """One image's answers as the app's JSON: {row: {prediction, raw_text, markdown}} (other tasks)."""
+        inspection = self.inspect([image], question, history)[0]
+        return {row: self.task.answer_json(prediction, inspection.raw_texts[row])
+                for row, prediction in ((BASE_NAME, inspection.base), (ADAPTER_NAME, inspection.adapter))
+                if row in inspection.raw_texts}
 
 
 def read_task(adapter_folder: Path):

@@ -13,6 +13,11 @@ from typing import Any
 
 from PIL import Image
 
+# Qwen2-VL's chat template opens every answer with ASSISTANT_HEADER and closes every turn
+# with END_OF_TURN: what the loss masks (inspector.tasks.collate) and the scorer (inspector.scoring) look for.
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+END_OF_TURN = "<|im_end|>"
+
 DEFAULT_INSTRUCTION = (
     "Inspect this photo for blur, noise, low resolution and JPEG artifacts. "
     "The first picture is the whole photo, downscaled; the others are crops at native resolution. "

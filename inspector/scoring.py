@@ -28,10 +28,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from inspector.prompts import END_OF_TURN
 from inspector.tasks.base import build_task_inputs, render_chat
 from inspector.vision import image_features
-
-END_OF_TURN = "<|im_end|>"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The checkout under test (the project is installed from it: `pip install -e .[dev,train]`).
 ROOT = Path(__file__).resolve().parent.parent
 
 # The one time limit a test may put on a child process or a page: a guard against a hang, not a
 # measure of speed. The whole default run takes minutes on the slowest CPU seen (AVX2 only), so
 # no healthy child comes near it on any machine; a slow CPU takes longer, it does not fail.
 HANG_GUARD_S = 1800
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 @pytest.fixture(scope="session")

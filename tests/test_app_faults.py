@@ -40,7 +40,7 @@ def test_out_of_memory_is_reported_and_the_model_keeps_serving(app_module, photo
 
 
 def test_garbage_model_text_keeps_the_raw_text(app_module, photo, monkeypatch):
-    monkeypatch.setattr(app_module.INSPECTOR, "generate", lambda views, names, instruction=None: [
+    monkeypatch.setattr(app_module.INSPECTOR, "generate", lambda views, names, *prompt, **options: [
         "\x00\ufffd}{]]] lorem ipsum 🙃" for _ in names])
     result, _ = app_module.inspect_image(str(photo))
     for side in ("base", "adapter"):

@@ -39,8 +39,8 @@ def lifecycle(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("lifecycle")
     base, data, adapter = root / "base", root / "data", root / "adapter"
     seconds = {}
-    _, seconds["pretrain"] = run("-m", "inspector.tiny", str(base), "--pretrain")
-    _, seconds["build"] = run("train/build_dataset.py", "--recipe", RECIPE, "--out", str(data))
+    _, seconds["pretrain"] = run("train/pretrain_tiny.py", "--config", RECIPE, "--folder", str(base))
+    _, seconds["build"] = run("train/build_dataset.py", "--config", RECIPE, "--out", str(data))
     _, seconds["finetune"] = run("train/finetune.py", "--config", RECIPE, "--base", str(base),
                                  "--dataset", str(data), "--output-dir", str(adapter))
     stdout, seconds["evaluate"] = run("train/evaluate.py", "--config", RECIPE, "--adapter", str(adapter),

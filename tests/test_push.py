@@ -1,4 +1,4 @@
-"""Publishing (train/push.py, inspector/cards.py) and pulling (inspector/hub.py), offline.
+"""Publishing (train/push.py, train/publish/) and pulling (inspector/hub.py), offline.
 
 No test reaches the Hub: writes go to a fake that records the calls `HfApi` would make,
 reads come from a cache laid out by tests/hubcache.py, and Hub failures are the real
@@ -22,12 +22,11 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from conftest import HANG_GUARD_S, ROOT, subprocess_env
 from hubcache import populate_cache
-from inspector.cards import (AdapterCard, DatasetCardFacts, build_dataset_card, build_model_card, check_dataset_card,
-                             check_model_card)
-from inspector.hub import ADAPTER_FILES, Unavailable, explain_publish_error, resolve_adapter, scrub_local_paths
-
-sys.path.insert(0, str(ROOT / "train"))
-import push  # noqa: E402
+from inspector.hub import ADAPTER_FILES, Unavailable, resolve_adapter
+from train import push
+from train.publish.cards import AdapterCard, build_model_card, check_model_card
+from train.publish.checks import explain_publish_error, scrub_local_paths
+from train.publish.dataset_card import DatasetCardFacts, build_dataset_card, check_dataset_card
 
 # huggingface_hub's HTTP library (httpx2 in 2.x, httpx in 1.x): its errors wrap that library's responses.
 http = importlib.import_module(errors.Response.__module__.split(".")[0])

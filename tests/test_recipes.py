@@ -59,7 +59,7 @@ def commands(name: str, paths: Paths) -> dict[str, list[str]]:
     """The README's command lines of one recipe, with the tiny run's paths and size flags."""
     recipe = f"train/recipes/{name}.yaml"
     return {
-        "build": ["train/build_dataset.py", "--recipe", recipe, "--source", str(paths.source),
+        "build": ["train/build_dataset.py", "--config", recipe, "--source", str(paths.source),
                   "--out", str(paths.data)],
         "finetune": ["train/finetune.py", "--config", recipe, "--base", str(paths.base), "--dataset", str(paths.data),
                      "--output-dir", str(paths.adapter), *TINY_FINETUNE],
@@ -87,15 +87,13 @@ def run_in_process(argv: list[str]) -> str:
         patch.setenv("TENSORBOARD_LOGGING_DIR", "")  # finetune.py points it at its run; restored after
         if script == "train/build_dataset.py":
             module = importlib.import_module("train.build_dataset")
-            module.main(module.parse_args(args))
+            module.main(*module.parse_args(args))
         elif script == "train/finetune.py":
-            from trl import TrlParser
-
             module = importlib.import_module("train.finetune")
-            module.main(*TrlParser([module.FinetuneConfig, module.TrainingConfig]).parse_args_and_config(args))
+            module.main(*module.parse_args(args))
         elif script == "train/evaluate.py":
             module = importlib.import_module("train.evaluate")
-            module.main(module.parse_args(args))
+            module.main(*module.parse_args(args))
         else:
             code = importlib.import_module("train.push").run(args)
             assert code == 0, f"{' '.join(argv)} returned {code}:\n{out.getvalue()[-3000:]}"
@@ -175,7 +173,7 @@ def readme_commands() -> set[str]:
 def test_readme_lists_each_recipes_commands_with_its_paths(name):
     recipe = yaml.safe_load((ROOT / "train" / "recipes" / f"{name}.yaml").read_text())
     data, adapter, path = recipe["dataset_dir"], recipe["output_dir"], f"train/recipes/{name}.yaml"
-    expected = [f"python train/build_dataset.py --recipe {path} --source {README_SOURCES[name]} --out {data}",
+    expected = [f"python train/build_dataset.py --config {path} --source {README_SOURCES[name]} --out {data}",
                 f"python train/finetune.py --config {path}",
                 f"python train/evaluate.py --config {path} --adapter {adapter}",
                 f"python train/push.py {adapter} --repo ORG/{Path(adapter).name} --tag v1 --dry-run"]

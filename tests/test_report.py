@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspector import report as report_module
+from inspector import salvage
 from inspector.report import (
     VERDICTS,
     Degradation,
@@ -328,7 +329,7 @@ def test_a_parser_bug_gives_an_unparsed_report(monkeypatch, caplog):
     def broken(text):
         raise KeyError("bug")
 
-    monkeypatch.setattr(report_module, "_find", broken)
+    monkeypatch.setattr(report_module, "find", broken)
     report = parse_report(format_answer({"blur": "mild"}))
     assert not report.parsed and report.verdict == "unknown"
     assert "parse_report failed" in caplog.text
@@ -358,7 +359,7 @@ JSON_FRAGMENTS = st.sampled_from([
     st.lists(st.one_of(JSON_FRAGMENTS, st.text(max_size=5)), max_size=30).map(" ".join),
 ))
 def test_parse_report_never_raises(text):
-    report_module._find(text)  # the stages themselves, without parse_report's catch-all
+    salvage.find(text)  # the stages themselves, without parse_report's catch-all
     report = parse_report(text)
     assert_valid(report)
     assert report.raw_text == text
@@ -377,7 +378,7 @@ def test_parse_report_never_raises(text):
 ))
 def test_parse_report_survives_arbitrary_json(value):
     text = json.dumps(value)
-    report_module._find(text)
+    salvage.find(text)
     report = parse_report(text)
     assert_valid(report)
     assert report.raw_text == text

@@ -569,7 +569,7 @@ def test_library_lifecycle_read_train_save_load_evaluate(name, tiny_model, tmp_p
     from inspector.model import Inspector, InspectorConfig
     from inspector.tasks.collate import TaskCollator
     from inspector.tasks.evaluation import evaluate_task
-    from inspector.tiny import LANGUAGE_LORA_TARGETS
+    from inspector.model import LANGUAGE_LORA_TARGETS
 
     dataset = get_task(name).read(_FIXTURES[name](tmp_path / "data"), seed=0)
     task = get_task(name).for_dataset(dataset)
@@ -592,11 +592,10 @@ def test_library_lifecycle_read_train_save_load_evaluate(name, tiny_model, tmp_p
     task.save_config(adapter_dir)
 
     inspector = Inspector.load(InspectorConfig(base=str(tiny_model), adapter=str(adapter_dir), adapter_revision=None,
-                                               precision="fp32"))
+                                               precision="fp32", visual_token_budget=16))
     served = load_task(adapter_dir)
-    assert served.to_config() == task.to_config()
-    results = evaluate_task(inspector.model, inspector.processor, served, list(dataset["test"]),
-                            adapter_names=["__base__", "adapter"], visual_token_budget=16, batch_size=4,
+    assert served.to_config() == task.to_config() == inspector.task.to_config()
+    results = evaluate_task(inspector, list(dataset["test"]), batch_size=4,
                             rounds="dense")  # VisDial's NDCG protocol: the annotated round of each dialogue
     for model_name in ("__base__", "adapter"):
         metrics = results[model_name]["metrics"]

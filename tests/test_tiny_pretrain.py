@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES
-from inspector.tiny import PRETRAIN_QUALITIES, _apply_qualities, _dead_leaves, _synthetic_scene, pretrain_tiny
+from train.pretrain_tiny import PRETRAIN_QUALITIES, _apply_qualities, _dead_leaves, _synthetic_scene, pretrain_tiny
 
 
 def test_scenes_are_deterministic_by_seed_and_described_in_json():
@@ -76,11 +76,12 @@ def test_a_short_pretraining_writes_a_loadable_model_and_its_record(tmp_path):
 def _perceiving_encoder():
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    from inspector.tiny import TINY_TEXT, TINY_VISION, _set_perception
+    from inspector.tiny import TINY_TEXT, TINY_VISION
+    from inspector.tiny_perception import set_perception
 
     config = Qwen2VLConfig(text_config=dict(TINY_TEXT, vocab_size=64), vision_config=dict(TINY_VISION))
     visual = Qwen2VLForConditionalGeneration(config).model.visual.eval()
-    _set_perception(visual)
+    set_perception(visual)
     return visual
 
 
@@ -95,7 +96,7 @@ def _encode(visual, images, dtype=torch.float32):
 
 def _view_means(visual, images, dtype=torch.float32) -> np.ndarray:
     """Per image (one view each), the band log magnitudes averaged over the view, low to high frequency."""
-    from inspector.tiny import perception_layout
+    from inspector.tiny_perception import perception_layout
 
     layout = perception_layout(visual.patch_embed.proj.weight.shape[0])
     hidden = _encode(visual, images, dtype)
@@ -124,7 +125,7 @@ def test_the_encoder_sees_grain_and_softness_in_its_view_means():
 
 
 def test_every_channel_has_a_negated_twin_so_layernorm_keeps_magnitudes():
-    from inspector.tiny import PERCEPTION_REFERENCE, perception_layout
+    from inspector.tiny_perception import PERCEPTION_REFERENCE, perception_layout
 
     visual = _perceiving_encoder()
     layout = perception_layout(visual.patch_embed.proj.weight.shape[0])

@@ -39,9 +39,7 @@ def small_dataset(tmp_path_factory) -> Path:
 
 
 def parse_finetune_args(*argv: str):
-    from trl import TrlParser
-
-    return TrlParser([finetune.FinetuneConfig, finetune.TrainingConfig]).parse_args_and_config(list(argv))
+    return finetune.parse_args(list(argv))
 
 
 def tiny_args(tiny_model, dataset, out, *extra: str):
@@ -225,7 +223,9 @@ def test_every_recipe_parses_into_the_typed_configs_of_each_script():
         assert config.lora_r == 16 and config.lora_alpha == 32 and config.lora_dropout == 0.05, recipe
         assert args.report_to == ["tensorboard"] and args.eval_strategy == "steps", recipe
         assert args.output_dir and not args.remove_unused_columns, recipe
-        assert build_dataset.recipe_defaults(str(recipe))["task"] == config.task
+        assert build_dataset.DatasetConfig.from_recipe(yaml.safe_load(recipe.read_text()))["task"] == config.task
+        (eval_config,) = evaluate.parse_args(["--config", str(recipe), "--adapter", "adapter"])
+        assert eval_config.dataset_dir == config.dataset_dir, recipe
     assert {recipe.name for recipe in RECIPES} >= {"degradation.yaml", "tiny.yaml"}
 
 

@@ -42,10 +42,7 @@ def finetune_argv(tiny_model: Path, dataset: Path, out: Path, *extra: str) -> li
 
 
 def run_finetune(*argv: str) -> Path:
-    from trl import TrlParser
-
-    return finetune.main(*TrlParser([finetune.FinetuneConfig, finetune.TrainingConfig]).parse_args_and_config(
-        list(argv)))
+    return finetune.main(*finetune.parse_args(list(argv)))
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,15 @@
 """Build a task's data set; for the degradation task, degraded photos and the answers the adapter learns.
 
     python train/build_dataset.py --source photos/ --n 5000 --seed 0 --out data/degradation
-    python train/build_dataset.py --recipe train/recipes/degradation.yaml --source photos/
-    python train/build_dataset.py --recipe train/recipes/tiny.yaml --out runs/tiny/data   # offline photos
+    python train/build_dataset.py --config train/recipes/degradation.yaml --source photos/
+    python train/build_dataset.py --config train/recipes/tiny.yaml --out runs/tiny/data   # offline photos
     python train/build_dataset.py --hub-dataset ORG/PHOTOS --n 5000 --out data/degradation  # with network
-    python train/build_dataset.py --recipe train/recipes/counting.yaml --source shop --out data/shop-counts
+    python train/build_dataset.py --config train/recipes/counting.yaml --source shop --out data/shop-counts
 
-`--recipe` reads a recipe's `task`, `seed`, `dataset_dir` (the default --out) and
-`reader_options` (for the degradation task, the fields below; for the others, the
-options of the task's reader, `inspector.tasks`); flags on the command line win.
+`--config` reads a recipe's `task`, `task_options`, `seed`, `dataset_dir` (the default
+--out) and `reader_options` (for the degradation task, the fields below; for the
+others, the options of the task's reader, `inspector.tasks`); flags on the command
+line win (train/config.py).
 The other tasks read a published layout (`Task.read`); the rest of this docstring is
 about the degradation task, whose data is synthesised.
 
@@ -43,25 +44,22 @@ import glob
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import yaml
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from inspector.evidence import degrade, sample_spec  # noqa: E402
-from inspector.images import iter_image_paths, load_image  # noqa: E402
-from inspector.report import format_answer  # noqa: E402
-from inspector.taxonomy import DEGRADATION_TYPES  # noqa: E402
+from inspector.evidence import degrade, sample_spec
+from inspector.images import iter_image_paths, load_image
+from inspector.report import format_answer
+from inspector.taxonomy import DEGRADATION_TYPES
+from train.config import TaskFields, as_mapping, parse_config
 
 # One block of the schedule: every type is present in 7 of its 22 rows (~32 %), 3 rows
 # are undegraded, and every combination `sample_spec` can make appears.
@@ -91,13 +89,12 @@ SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass", "
 
 
 @dataclass
-class DatasetConfig:
+class DatasetConfig(TaskFields):
     """Where the data comes from and how many rows to make (degradation: exactly one photo source)."""
 
+    recipe_keys: ClassVar[dict[str, str]] = {"dataset_dir": "out"}
+
     out: str | None = field(default=None, metadata={"help": "folder to save the DatasetDict to"})
-    recipe: str | None = field(default=None, metadata={"help": "a recipe of train/recipes (see above)"})
-    task: str = "degradation"
-    task_options: dict[str, Any] | str | None = None
     reader_options: dict[str, Any] | str | None = None  # the reader options of tasks other than degradation
     source: str | None = field(default=None, metadata={
         "aliases": ["--images"], "help": "the data folder; for degradation, clean photos (searched recursively)"})
@@ -119,10 +116,11 @@ class DatasetConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        self.task_options = _as_mapping(self.task_options, "task_options")
-        self.reader_options = _as_mapping(self.reader_options, "reader_options")
+        super().__post_init__()
+        self.reader_options = as_mapping(self.reader_options, "reader_options")
         if not self.out:
-            raise ValueError("--out is required (or a --recipe with dataset_dir): the folder to save the data set to")
+            raise ValueError("--out is required (or a --config recipe with dataset_dir): the folder to save the data "
+                             "set to")
         if self.task != "degradation":
             if not self.source:
                 raise ValueError(f"the {self.task} task reads its data from a folder: give --source FOLDER")
@@ -139,6 +137,27 @@ class DatasetConfig:
         if not (0 < self.validation_fraction < 1 and 0 < self.test_fraction < 1
                 and self.validation_fraction + self.test_fraction < 1):
             raise ValueError("validation_fraction and test_fraction must be in (0, 1) and sum to less than 1")
+
+    @classmethod
+    def from_recipe(cls, recipe: dict[str, Any]) -> dict[str, Any]:
+        """The values a recipe gives this script: its own keys, dataset_dir as --out, the reader options.
+
+        The degradation task's reader options are this dataclass's own fields (the synthesis
+        is configured here); another task's go to its reader whole.
+        """
+        names = {item.name for item in fields(cls)}
+        values = {key: value for key, value in recipe.items() if key in names and key != "reader_options"}
+        if "dataset_dir" in recipe:
+            values["out"] = recipe["dataset_dir"]
+        options = dict(recipe.get("reader_options") or {})
+        if recipe.get("task", "degradation") == "degradation":
+            unknown = set(options) - names
+            if unknown:
+                raise ValueError(f"unknown degradation reader option(s) {', '.join(sorted(unknown))}")
+            values.update(options)
+        else:
+            values["reader_options"] = options
+        return values
 
 
 @dataclass
@@ -384,34 +403,6 @@ def features():
     })
 
 
-def recipe_defaults(path: str) -> dict[str, Any]:
-    """The values a recipe gives this script: task, seed, dataset_dir as --out, reader options."""
-    recipe = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(recipe, dict):
-        raise ValueError(f"{path} must hold a YAML mapping")
-    values = {key: recipe[key] for key in ("task", "task_options", "seed") if key in recipe}
-    if "dataset_dir" in recipe:
-        values["out"] = recipe["dataset_dir"]
-    options = dict(recipe.get("reader_options") or {})
-    if recipe.get("task", "degradation") == "degradation":
-        unknown = set(options) - {f.name for f in fields(DatasetConfig)}
-        if unknown:
-            raise ValueError(f"{path}: unknown degradation reader option(s) {', '.join(sorted(unknown))}")
-        values.update(options)
-    else:
-        values["reader_options"] = options
-    return values
-
-
-def _as_mapping(value, name: str) -> dict[str, Any]:
-    if value is None or isinstance(value, dict):
-        return dict(value or {})
-    parsed = json.loads(value)
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a mapping (JSON on the command line), got {value!r}")
-    return parsed
-
-
 def dataset_card(dataset, config: DatasetConfig, photo_count: int) -> str:
     """A short card with YAML metadata; the publish step may replace it with a fuller one."""
     source = config.source or config.hub_dataset or f"{config.sample_photos} crops of scikit-image/scikit-learn photos"
@@ -431,16 +422,10 @@ def dataset_card(dataset, config: DatasetConfig, photo_count: int) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str]) -> DatasetConfig:
-    """Command line over recipe over defaults."""
-    from trl import TrlParser
-
-    parser = TrlParser([DatasetConfig])
-    if "--recipe" in argv:
-        parser.set_defaults_with_config(**recipe_defaults(argv[argv.index("--recipe") + 1]))
-    (config,) = parser.parse_args_and_config(argv)
-    return config
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The command line over `--config RECIPE` (train/config.py)."""
+    return parse_config([DatasetConfig], argv, __doc__)
 
 
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    main(*parse_args())

@@ -30,8 +30,6 @@ verbatim; for a ranking task, per round the ground truth's rank and the top cand
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,39 +37,37 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS  # noqa: E402
+from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS
+from train.config import ModelFields, parse_config
 
 MODELS = ("base", "adapter")
 
 
 @dataclass
-class EvalConfig:
-    adapter: str = field(metadata={"help": "adapter folder (train/finetune.py --output-dir) or Hub repo id"})
-    base_model: str | None = field(default=None, metadata={
-        "aliases": ["--base"], "help": "base model (Hub id or folder); default: the adapter's training_config.yaml"})
-    dataset_dir: str | None = field(default=None, metadata={
-        "aliases": ["--dataset"], "help": "folder written by train/build_dataset.py"})
+class EvalConfig(ModelFields):
+    """What to evaluate and how; base, data set and budget default to the adapter's training_config.yaml."""
+
+    adapter: str | None = field(default=None, metadata={
+        "help": "adapter folder (train/finetune.py --output-dir) or Hub repo id"})
     out: str | None = field(default=None, metadata={"help": "results folder; default: ADAPTER/eval"})
     split: str = "test"
     adapter_revision: str | None = None
-    base_revision: str | None = None
     max_samples: int | None = None  # the first N rows (VisDial: dialogues) of the split, for a quick look
     batch_size: int = 8  # examples per generate call (2 rows each: base and adapter); more: faster, more memory
-    visual_token_budget: int | None = None  # default: the adapter's training_config.yaml, else the app's
     max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
-    device: str | None = None
-    precision: str | None = None  # default: inspector.device decides, as in the app
     kv_cache: str = "dynamic"  # or "static", the app's INSPECTOR_KV_CACHE
     int8_vision: str | None = None  # with --precision int8: "per-token" or "per-tensor", the app's INSPECTOR_INT8_VISION
     json: bool = False  # print the summary as one JSON line instead of the Markdown table
+
+    def __post_init__(self) -> None:
+        if not self.adapter:
+            raise ValueError("--adapter is required: the adapter folder (train/finetune.py --output-dir) or Hub id")
 
 
 def main(config: EvalConfig) -> dict:
     from datasets import load_from_disk
 
+    from inspector.bench import machine
     from inspector.hub import resolve_adapter
     from inspector.model import DEFAULT_VISUAL_TOKENS, Inspector, InspectorConfig
 
@@ -119,22 +115,24 @@ def main(config: EvalConfig) -> dict:
         "models": models,
         "visual_token_budget": budget,
         "runtime": inspector.runtime.describe(),
-        "machine": machine(),
+        "machine": machine(),  # the bench's description: CPU kind and capability, threads, GPU
     }
-    if task.name == "degradation":
-        add_degradation_figures(results, predictions, references)
+    results.update(task.extra_figures(predictions, references))  # degradation: confusion matrices, baselines
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as lines:
         for record in records:
             lines.write(json.dumps(record) + "\n")
-    write_results(results, out)
-    print(json.dumps(summary(results)) if config.json else markdown(results))
+    write_results(results, out, task)
+    print(json.dumps(summary(results)) if config.json else markdown(results, task))
     return results
 
 
 def predict(inspector, task, rows, config: EvalConfig):
-    """({model: predictions}, {model: raw texts}, references) over the split, in batches."""
+    """({model: predictions}, {model: raw texts}, references) over the split, in batches.
+
+    Each batch is one `Inspector.answer`: the app's path, the task's views, messages and parser.
+    """
     from tqdm import tqdm
 
     from inspector.images import load_image
@@ -144,15 +142,12 @@ def predict(inspector, task, rows, config: EvalConfig):
     predictions, texts = {name: [] for name in MODELS}, {name: [] for name in MODELS}
     for start in tqdm(range(0, len(examples), config.batch_size), desc="evaluating", unit="batch", file=sys.stderr):
         batch = examples[start:start + config.batch_size]
-        views = [task.views(load_image(example["image"]), inspector.config.visual_token_budget) for example in batch]
-        messages = [task.messages(example, len(own), with_answer=False) for example, own in zip(batch, views)]
-        answers = inspector.generate([own for own in views for _ in MODELS], [BASE_NAME, ADAPTER_NAME] * len(batch),
-                                     messages_per_sample=[m for m in messages for _ in MODELS],
-                                     max_new_tokens=config.max_new_tokens or task.max_new_tokens)
-        for row, text in enumerate(answers):
-            name = MODELS[row % len(MODELS)]
-            texts[name].append(text)
-            predictions[name].append(task.parse(text))
+        answers = inspector.answer([load_image(example["image"]) for example in batch], batch,
+                                   max_new_tokens=config.max_new_tokens or task.max_new_tokens)
+        for own in answers:
+            for name, row in zip(MODELS, (BASE_NAME, ADAPTER_NAME)):
+                texts[name].append(own[row])
+                predictions[name].append(task.parse(own[row]))
     return predictions, texts, [task.reference(example) for example in examples]
 
 
@@ -186,26 +181,9 @@ def ranked_summary(scores: list[float], gt_index: int) -> dict:
     return {"top_index": max(range(len(scores)), key=scores.__getitem__), "gt_rank": gt_rank(scores, gt_index)}
 
 
-def add_degradation_figures(results: dict, predictions: dict, references: list) -> None:
-    """The confusion matrices over severity words, and what constant answers would score."""
-    from inspector.metrics import confusion, constant_baselines
-
-    results["confusion"] = {name: {"labels": list(SEVERITIES),
-                                   "matrices": confusion(references, [report.labels() for report in predictions[name]])}
-                            for name in MODELS}
-    results["baselines"] = constant_baselines(references)
-
-
 def read_training_config(adapter_folder: Path) -> dict:
     path = adapter_folder / "training_config.yaml"
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-
-
-def machine() -> str:
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    return f"{platform.machine()} {platform.system()}, {device}, torch {torch.__version__}"
 
 
 def summary(results: dict) -> dict:
@@ -216,33 +194,13 @@ def summary(results: dict) -> dict:
     return {"task": results["task"], "n": results["n"], "elapsed_s": results["elapsed_s"], **figures, **extra}
 
 
-def markdown(results: dict) -> str:
-    if results["task"] != "degradation":
-        from inspector.tasks import metrics_table
-
-        return (f"{results['task']}, {results['split']} split of `{results['dataset']}`: {results['n']} examples\n\n"
-                + metrics_table({"base (zero-shot)": results["models"]["base"],
-                                 "adapter": results["models"]["adapter"]}) + "\n")
-    base, adapter = results["models"]["base"], results["models"]["adapter"]
-    lines = [f"Test split of `{results['dataset']}`: {results['n']} images; base `{results['base_model']}` "
-             f"zero-shot vs adapter `{results['adapter']}` ({results['runtime']}).", "",
-             "| metric | base | adapter |", "| --- | --- | --- |"]
-    for key, label in (("macro_f1", "macro F1 (presence)"), ("exact_set_accuracy", "exact-set accuracy"),
-                       ("severity_accuracy", "severity accuracy"), ("parse_failure_rate", "parse-failure rate")):
-        lines.append(f"| {label} | {base[key]:.3f} | {adapter[key]:.3f} |")
-    for kind in DEGRADATION_TYPES:
-        b, a = base["per_type"][kind], adapter["per_type"][kind]
-        lines.append(f"| {TYPE_LABELS[kind]} F1 (P / R), support {a['support']} | {b['f1']:.3f} "
-                     f"({b['precision']:.2f} / {b['recall']:.2f}) | {a['f1']:.3f} "
-                     f"({a['precision']:.2f} / {a['recall']:.2f}) |")
-    lines += ["", f"Reference: answering \"present\" for every type scores macro F1 "
-              f"{results['baselines']['always_present']:.3f} on this split.", ""]
-    return "\n".join(lines)
+def markdown(results: dict, task) -> str:
+    return task.results_markdown(results)
 
 
-def write_results(results: dict, out: Path) -> None:
+def write_results(results: dict, out: Path, task) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(results))
+    (out / "results.md").write_text(markdown(results, task))
     for name in MODELS if "confusion" in results else ():
         plot_confusion(results["confusion"][name]["matrices"], f"{name}: {results['n']} test images",
                        out / f"confusion_{name}.png")
@@ -273,14 +231,10 @@ def plot_confusion(matrices: dict[str, list[list[int]]], title: str, path: Path)
     plt.close(figure)
 
 
-def parse_args(argv: list[str] | None = None) -> EvalConfig:
-    """Command line over recipe (--config) over defaults."""
-    from trl import TrlParser
-
-    # A recipe holds the other scripts' keys too (lora_r, reader_options...): those are not errors here.
-    (config,) = TrlParser([EvalConfig]).parse_args_and_config(argv, fail_with_unknown_args=False)
-    return config
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The command line over `--config RECIPE` (train/config.py)."""
+    return parse_config([EvalConfig], argv, __doc__)
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    main(*parse_args())

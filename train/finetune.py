@@ -14,8 +14,8 @@ compute (`inspector.model.quantization_config`), LoRA r=16, alpha=32, dropout 0.
 the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
 accumulation. What this script adds: the loss on the answers only, the input built by
 `inspector.tasks.collate.TaskCollator` with the task's views and messages and
-`build_task_inputs` (what serving uses: for the degradation task, `make_views` and
-`build_inputs`), evaluation during training, TensorBoard logs, `--resume`, and an
+`build_task_inputs` (what serving uses too: `inspector.model.Inspector.answer`),
+evaluation during training, TensorBoard logs, `--resume`, and an
 adapter folder the app loads as it is:
 
     OUTPUT_DIR/adapter_config.json, adapter_model.safetensors   stock PEFT adapter
@@ -37,20 +37,15 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from transformers import IntervalStrategy, TrainingArguments
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from inspector.model import DEFAULT_BASE, DEFAULT_VISUAL_TOKENS  # noqa: E402
-from inspector.tiny import LANGUAGE_LORA_TARGETS  # noqa: E402
+from inspector.model import DEFAULT_BASE, DEFAULT_VISUAL_TOKENS, LANGUAGE_LORA_TARGETS
+from train.config import ModelFields, TaskFields, parse_config
 
 # The vision tower's linear layers (Qwen2-VL names them apart from the language model's).
 VISION_LORA_PATTERN = r"visual\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)"
@@ -62,24 +57,13 @@ CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")  # transformers.trainer_utils'
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(ModelFields, TaskFields):
     """The task, the data, the base and the adapter's shape; the trainer's knobs are `TrainingConfig`."""
 
-    task: str = field(default="degradation", metadata={"help": "a task of inspector.tasks (one recipe per task)"})
-    task_options: dict[str, Any] | str | None = None  # the task's options (JSON on the command line)
-    reader_options: dict[str, Any] | str | None = None  # build_dataset.py's; accepted so one recipe serves all
-    base_model: str = field(default=DEFAULT_BASE, metadata={
-        "aliases": ["--base"], "help": "base model: Hub repo id or local folder"})
-    base_revision: str | None = None
     base_model_id: str | None = field(default=None, metadata={
         "help": "base named in adapter_config.json; default: the Hub id, or 'local/<folder name>' for a folder"})
-    dataset_dir: str = field(default="data/degradation", metadata={
-        "aliases": ["--dataset"], "help": "folder written by train/build_dataset.py"})
     max_train_samples: int | None = None  # a subset for quick runs
     max_eval_samples: int | None = 64  # validation rows scored at each evaluation: each costs a forward pass
-    visual_token_budget: int = DEFAULT_VISUAL_TOKENS  # saved in inspector_task.json, served with it; more: slower steps
-    device: str | None = None  # cuda or cpu; default: inspector.device decides
-    precision: str | None = None  # nf4 = QLoRA (the CUDA default); bf16 / fp32 = LoRA on unquantized weights
     lora_r: int = 16  # rank: higher adapts more, costs memory and time
     lora_alpha: int = 32  # the update is scaled by alpha / r
     lora_dropout: float = 0.05
@@ -88,8 +72,11 @@ class FinetuneConfig:
     resume: bool = False  # continue from the last checkpoint in OUTPUT_DIR/checkpoints
 
     def __post_init__(self) -> None:
-        self.task_options = _as_mapping(self.task_options, "task_options")
-        self.reader_options = _as_mapping(self.reader_options, "reader_options")
+        TaskFields.__post_init__(self)
+        # The defaults of this script (evaluate.py's come from the adapter it evaluates).
+        self.base_model = self.base_model or DEFAULT_BASE
+        self.dataset_dir = self.dataset_dir or "data/degradation"
+        self.visual_token_budget = self.visual_token_budget or DEFAULT_VISUAL_TOKENS  # saved in inspector_task.json
         if self.precision not in (None, "nf4", "bf16", "fp16", "fp32"):
             raise ValueError(f"precision {self.precision!r}: use nf4 (QLoRA), bf16, fp16 or fp32")
         if self.lora_r < 1 or not 0 <= self.lora_dropout < 1:
@@ -129,18 +116,6 @@ def _cuda_has_bf16() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def _as_mapping(value, name: str) -> dict[str, Any]:
-    if value is None or isinstance(value, dict):
-        return dict(value or {})
-    try:
-        parsed = json.loads(value)
-    except ValueError as error:
-        raise ValueError(f"{name} must be a mapping (JSON on the command line), got {value!r}") from error
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a mapping, got {value!r}")
-    return parsed
 
 
 def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
@@ -340,8 +315,10 @@ def training_arguments(args) -> dict:
     return {key: value for key, value in values.items() if not key.startswith("_") and not key.endswith("_token")}
 
 
-if __name__ == "__main__":
-    from trl import TrlParser
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The command line over `--config RECIPE` (train/config.py)."""
+    return parse_config([FinetuneConfig, TrainingConfig], argv, __doc__)
 
-    finetune_config, training_args = TrlParser([FinetuneConfig, TrainingConfig]).parse_args_and_config()
-    main(finetune_config, training_args)
+
+if __name__ == "__main__":
+    main(*parse_args())

@@ -1,6 +1,7 @@
 """Publish a trained adapter, and its data set, to the Hub as a tagged version.
 
     python train/push.py runs/inspector-lora --repo ORG/NAME --tag v1 --dry-run
+    python train/push.py --config train/recipes/degradation.yaml --repo ORG/NAME --tag v1   # its output_dir
     python train/push.py runs/inspector-lora --repo ORG/NAME --tag v1 \\
         --dataset data/degradations --dataset-repo ORG/DATA
 
@@ -20,22 +21,24 @@ a tag on that commit, which the Space and users pin. The token comes from HF_TOK
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
 import shutil
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python train/push.py` from a checkout
-
-from inspector.hub import (TEXT_SUFFIXES, TOKEN_PATTERN, Unavailable, explain_publish_error,  # noqa: E402
-                           fetch_snapshot, find_leaks, local_path_pattern, require_token, scrub_local_paths)
+from inspector.hub import Unavailable, fetch_snapshot
+from train.config import parse_config
+from train.publish.cards import AdapterCard, build_model_card, check_model_card
+from train.publish.checks import (TEXT_SUFFIXES, TOKEN_PATTERN, check_adapter_loads, find_leaks, local_path_pattern,
+                                  require_token, scrub_local_paths)
+from train.publish.commit import publish
+from train.publish.dataset_card import DatasetCardFacts, build_dataset_card, check_dataset_card
 
 log = logging.getLogger("push")
 
@@ -59,21 +62,36 @@ class Refused(Exception):
 
 @dataclass
 class PushArgs:
-    adapter_dir: Path
-    repo: str
-    tag: str = ""  # default: v<UTC date-time>
-    base_model: str | None = None  # folder or repo id to load the base from, for the check
-    base_model_id: str | None = None  # the Hub id the card and the published adapter_config.json name
-    eval_dir: Path | None = None  # default: ADAPTER_DIR/eval when it exists
-    dataset: Path | None = None  # a DatasetDict saved with save_to_disk
-    dataset_repo: str | None = None
-    license: str = "apache-2.0"  # the base model's license
-    dataset_license: str = "other"  # the license of the source photos; say it
-    private: bool = False
-    with_logs: bool = False
-    force: bool = False
-    dry_run: bool = False
-    stage_dir: Path | None = None
+    """What to publish, where, and how; a recipe's output_dir is the adapter folder."""
+
+    recipe_keys: ClassVar[dict[str, str]] = {"output_dir": "adapter_dir"}
+
+    adapter_dir: Path = field(metadata={"help": "the adapter folder train/finetune.py wrote (also the first "
+                                                "positional argument)"})
+    repo: str = field(metadata={"help": "model repo to publish to, ORG/NAME"})
+    tag: str = field(default="", metadata={
+        "aliases": ["--revision"], "help": "the version's tag, pinned by the Space and users (default: v<UTC date-time>)"})
+    base_model: str | None = field(default=None, metadata={
+        "help": "folder or repo id to load the base from for the check (default: the base adapter_config.json names)"})
+    base_model_id: str | None = field(default=None, metadata={
+        "help": "the base's Hub id, for the card and the published adapter_config.json (needed when the adapter "
+                "names a local folder)"})
+    eval_dir: Path | None = field(default=None, metadata={
+        "aliases": ["--eval"], "help": "train/evaluate.py output folder (default: ADAPTER_DIR/eval)"})
+    dataset: Path | None = field(default=None, metadata={
+        "help": "data set folder (DatasetDict.save_to_disk) to publish too"})
+    dataset_repo: str | None = field(default=None, metadata={
+        "help": "data set repo, ORG/NAME: published to with --dataset, named in the model card either way"})
+    license: str = field(default="apache-2.0", metadata={"help": "the adapter's license, a Hub license id (the base's)"})
+    dataset_license: str = field(default="other", metadata={
+        "help": "the data set's license, a Hub license id: say the source photos' license"})
+    private: bool = field(default=False, metadata={"help": "create new repos private"})
+    with_logs: bool = field(default=False, metadata={"help": "also publish runs/ (TensorBoard logs)"})
+    force: bool = field(default=False, metadata={"help": "move the tag if it exists already"})
+    dry_run: bool = field(default=False, metadata={"help": "print what would be uploaded; upload nothing"})
+    stage_dir: Path | None = field(default=None, metadata={
+        "help": "build the upload in this folder and keep it (default: a temporary folder)"})
+    verbose: bool = field(default=False, metadata={"aliases": ["-v"], "help": "log progress"})
 
     def __post_init__(self) -> None:
         self.adapter_dir = Path(self.adapter_dir).expanduser()
@@ -149,15 +167,14 @@ def stage_adapter(args: PushArgs, folder: Path, known_paths: tuple[str, ...]) ->
 
 
 def stage_task(source: Path, folder: Path, upload: Upload) -> None:
-    """inspector_task.json: the adapter's own, or the library's instruction when it has none."""
+    """inspector_task.json: the adapter's own, or the default task's (what the app assumes) when it has none."""
     if (source / "inspector_task.json").is_file():
         shutil.copyfile(source / "inspector_task.json", folder / "inspector_task.json")
         return
-    from inspector.prompts import DEFAULT_INSTRUCTION
+    from inspector.tasks import DEFAULT_TASK, get_task
 
-    task = {"task": "degradation", "instruction": DEFAULT_INSTRUCTION, "answer_format": "json-labels"}
-    (folder / "inspector_task.json").write_text(json.dumps(task, indent=2) + "\n")
-    upload.changes.append("inspector_task.json: absent; written with the instruction of inspector.prompts")
+    get_task(DEFAULT_TASK).save_config(folder)
+    upload.changes.append(f"inspector_task.json: absent; written for the default task ({DEFAULT_TASK})")
 
 
 def stage_processor(base_source: str, folder: Path) -> None:
@@ -207,49 +224,6 @@ def is_repo_id(text: str) -> bool:
 
 # Checks -------------------------------------------------------------------------------
 
-def check_adapter_loads(adapter_folder: Path, base: str) -> list[str]:
-    """Load the adapter with stock peft onto its base, as a user would; every tensor must land."""
-    import torch
-    from peft import PeftModel
-    from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import load_file
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    problems = []
-    try:
-        AutoProcessor.from_pretrained(str(adapter_folder))
-    except (OSError, ValueError, KeyError) as error:
-        problems.append(f"the processor does not load from the upload: {error}")
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
-    except (OSError, ValueError) as error:
-        return problems + [(f"the base model {base} cannot be loaded to check the adapter: {first_lines(error)}; "
-                            "pass --base-model FOLDER_OR_ID")]
-    try:
-        with warnings.catch_warnings():  # peft warns of missing keys; all keys are compared below
-            warnings.simplefilter("ignore")
-            model = PeftModel.from_pretrained(model, str(adapter_folder), adapter_name="check")
-    except Exception as error:  # noqa: BLE001 - peft raises RuntimeError, ValueError, its own errors
-        return problems + [f"the adapter does not fit the base model {base}: {first_lines(error)}"]
-    # save_embedding_layers=False: "auto" looks the base up on the Hub, a network call in a dry run
-    loaded = get_peft_model_state_dict(model, adapter_name="check", save_embedding_layers=False)
-    saved = load_file(adapter_folder / "adapter_model.safetensors")
-    unused, missing = sorted(set(saved) - set(loaded)), sorted(set(loaded) - set(saved))
-    if unused:
-        problems.append(f"the adapter does not fit the base model {base}: {len(unused)} of its tensors match no "
-                        f"module of the base or of target_modules (e.g. {unused[0]})")
-    if missing:
-        problems.append(f"the adapter does not fit the base model {base}: {len(missing)} LoRA weights of the "
-                        f"model are not in the file (e.g. {missing[0]})")
-    if not unused and not missing and not all(torch.equal(saved[k].to(loaded[k].dtype), loaded[k]) for k in saved):
-        problems.append(f"the adapter's weights changed when loaded onto {base}")
-    return problems
-
-
-def first_lines(error: Exception, count: int = 2) -> str:
-    return " ".join(str(error).strip().splitlines()[:count])
-
-
 def read_task(upload: Upload):
     """The task of the staged inspector_task.json: it decides the card's figures and text."""
     from inspector.tasks import load_task
@@ -286,8 +260,6 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...], tas
     """The data set to push, its card staged in `folder`, and the problems found in it."""
     from datasets import DatasetDict, Value, load_from_disk
 
-    from inspector.cards import DatasetCardFacts, build_dataset_card, check_dataset_card
-
     try:
         dataset = load_from_disk(str(args.dataset))
     except (FileNotFoundError, ValueError) as error:
@@ -298,11 +270,10 @@ def plan_dataset(args: PushArgs, folder: Path, known_paths: tuple[str, ...], tas
     problems = []
     columns = dataset[next(iter(dataset))].features
     if task is None:
-        from inspector.tasks import get_task
+        from inspector.tasks import DEFAULT_TASK, get_task
 
-        task = get_task("degradation")
-    required = ("image", "answer") if task.name == "degradation" else ("image",)
-    problems += [f"the data set has no {name!r} column" for name in required if name not in columns]
+        task = get_task(DEFAULT_TASK)
+    problems += [f"the data set has no {name!r} column" for name in task.required_columns if name not in columns]
     local_path = local_path_pattern(known_paths)
     for split, rows in dataset.items():
         flat = rows.flatten()
@@ -343,90 +314,6 @@ def describe(title: str, upload: Upload) -> str:
     return "\n".join(lines)
 
 
-# Publish ------------------------------------------------------------------------------
-
-def existing_tags(api, repo_id: str, repo_type: str, token: str) -> set[str]:
-    from huggingface_hub.errors import RepositoryNotFoundError
-
-    try:
-        refs = api.list_repo_refs(repo_id, repo_type=repo_type, token=token)
-    except RepositoryNotFoundError:
-        return set()  # a new repo
-    return {ref.name for ref in refs.tags}
-
-
-def publish_adapter(api, args: PushArgs, upload: Upload, token: str, retag: bool) -> str:
-    """One commit with exactly the staged files (stale ones deleted), then the tag on it."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-    api.create_repo(args.repo, repo_type="model", private=args.private or None, exist_ok=True, token=token)
-    names = [name for name, _ in upload.files()]
-    remote = api.list_repo_files(args.repo, repo_type="model", token=token)
-    stale = sorted(set(remote) - set(names) - {".gitattributes"})
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(upload.folder / name)) for name in names]
-    operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
-    commit = api.create_commit(args.repo, operations, commit_message=f"Publish {args.tag}", repo_type="model",
-                               commit_description="Published with train/push.py of Degradation Inspector.",
-                               token=token)
-    log.info("committed %d files (%d stale deleted) to %s: %s", len(names), len(stale), args.repo, commit.oid)
-    tag_commit(api, args.repo, "model", args.tag, commit.oid, retag, token)
-    return commit.oid
-
-
-def publish_dataset(api, args: PushArgs, dataset, upload: Upload, token: str, retag: bool) -> str:
-    """The card first (push_to_hub keeps its text and adds dataset_info and configs), the data, the tag."""
-    from huggingface_hub import CommitOperationAdd
-
-    api.create_repo(args.dataset_repo, repo_type="dataset", private=args.private or None, exist_ok=True, token=token)
-    api.create_commit(args.dataset_repo, [CommitOperationAdd("README.md", str(upload.folder / "README.md"))],
-                      commit_message=f"Card for {args.tag}", repo_type="dataset", token=token)
-    commit = dataset.push_to_hub(args.dataset_repo, private=args.private or None, token=token,
-                                 commit_message=f"Publish {args.tag}")
-    tag_commit(api, args.dataset_repo, "dataset", args.tag, commit.oid, retag, token)
-    return commit.oid
-
-
-def tag_commit(api, repo_id: str, repo_type: str, tag: str, oid: str, retag: bool, token: str) -> None:
-    if retag:  # --force: the tag moves to this commit
-        api.delete_tag(repo_id, tag=tag, repo_type=repo_type, token=token)
-    api.create_tag(repo_id, tag=tag, revision=oid, tag_message=f"Published with train/push.py: {tag}",
-                   repo_type=repo_type, token=token)
-
-
-def publish(args: PushArgs, upload: Upload, dataset, dataset_upload: Upload | None, token: str) -> int:
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    targets = [(args.repo, "model")] + ([(args.dataset_repo, "dataset")] if dataset is not None else [])
-    done: list[str] = []
-    repo_id, repo_type = targets[0]
-    try:
-        retag = {}
-        for repo_id, repo_type in targets:
-            retag[repo_id] = args.tag in existing_tags(api, repo_id, repo_type, token)
-            if retag[repo_id] and not args.force:
-                print(f"error: {repo_type} repo {repo_id} already has the tag {args.tag}: choose another --tag, "
-                      "or move it with --force", file=sys.stderr)
-                return 2
-        if dataset is not None:
-            repo_id, repo_type = args.dataset_repo, "dataset"
-            publish_dataset(api, args, dataset, dataset_upload, token, retag[repo_id])
-            done.append(f"data set {repo_id} at tag {args.tag}")
-        repo_id, repo_type = args.repo, "model"
-        oid = publish_adapter(api, args, upload, token, retag[repo_id])
-    except Exception as error:  # noqa: BLE001 - every Hub failure becomes a message for the user
-        log.debug("publish failed", exc_info=True)
-        print(f"error: {explain_publish_error(error, repo_id, repo_type)}", file=sys.stderr)
-        state = f"already published: {', '.join(done)}; " if done else ""
-        print(f"{state}a commit either lands whole or not at all, and the tag {args.tag} is set only after it: "
-              "run the same command again (with --force if a tag now exists)", file=sys.stderr)
-        return 1
-    done.append(f"adapter {args.repo} at tag {args.tag} (commit {oid[:12]})")
-    print("Published: " + "; ".join(done))
-    print(f"Fetch it: hf download {args.repo} --revision {args.tag}")
-    return 0
-
-
 # Main ---------------------------------------------------------------------------------
 
 def main(args: PushArgs) -> int:
@@ -448,8 +335,6 @@ def main(args: PushArgs) -> int:
             problems += dataset_problems
         card = build_card(args, upload, config, base_id, results, task)
         card.save(upload.folder / "README.md")
-        from inspector.cards import check_model_card
-
         problems += [f"model card: {problem}" for problem in check_model_card(card)]
         for checked in (upload, dataset_upload):
             if checked:
@@ -480,8 +365,6 @@ def main(args: PushArgs) -> int:
 def build_card(args: PushArgs, upload: Upload, config: dict, base_id: str, results: dict | None, task=None):
     from importlib.metadata import version
 
-    from inspector.cards import AdapterCard, build_model_card
-
     return build_model_card(AdapterCard(
         repo_id=args.repo, tag=args.tag, base_model=base_id, license=args.license, dataset_repo=args.dataset_repo,
         dataset_revision=args.tag if args.dataset else None, lora=config, results=results,
@@ -500,40 +383,21 @@ def known_local_paths(args: PushArgs) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def parse_args(argv: list[str] | None = None) -> PushArgs:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("adapter_dir", type=Path, help="the adapter folder train/finetune.py wrote")
-    parser.add_argument("--repo", required=True, help="model repo to publish to, ORG/NAME")
-    parser.add_argument("--tag", "--revision", dest="tag", default="",
-                        help="the version's tag, pinned by the Space and users (default: v<UTC date-time>)")
-    parser.add_argument("--base-model", help="folder or repo id to load the base from for the check "
-                                             "(default: the base adapter_config.json names)")
-    parser.add_argument("--base-model-id", help="the base's Hub id, for the card and the published "
-                                                "adapter_config.json (needed when the adapter names a local folder)")
-    parser.add_argument("--eval", dest="eval_dir", type=Path,
-                        help="train/evaluate.py output folder (default: ADAPTER_DIR/eval)")
-    parser.add_argument("--dataset", type=Path, help="data set folder (DatasetDict.save_to_disk) to publish too")
-    parser.add_argument("--dataset-repo", help="data set repo, ORG/NAME: published to with --dataset, "
-                                               "named in the model card either way")
-    parser.add_argument("--license", default="apache-2.0", help="the adapter's license, a Hub license id")
-    parser.add_argument("--dataset-license", default="other", help="the data set's license, a Hub license id")
-    parser.add_argument("--private", action="store_true", help="create new repos private")
-    parser.add_argument("--with-logs", action="store_true", help="also publish runs/ (TensorBoard logs)")
-    parser.add_argument("--force", action="store_true", help="move the tag if it exists already")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be uploaded; upload nothing")
-    parser.add_argument("--stage-dir", type=Path, help="build the upload in this folder and keep it "
-                                                        "(default: a temporary folder)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    namespace = vars(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO if namespace.pop("verbose") else logging.WARNING,
+def parse_args(argv: list[str] | None = None) -> tuple[PushArgs]:
+    """The command line over `--config RECIPE` (train/config.py); a first bare argument is --adapter-dir."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):  # `push.py ADAPTER_DIR ...`, the form the cards and docs show
+        argv[:1] = ["--adapter-dir", argv[0]]
+    (args,) = parse_config([PushArgs], argv, __doc__)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    return PushArgs(**namespace)
+    return (args,)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Parse, publish, and turn a refusal into a message and exit code 2."""
     try:
-        return main(parse_args(argv))
+        return main(*parse_args(argv))
     except (Refused, Unavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

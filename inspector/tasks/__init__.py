@@ -24,6 +24,8 @@ from inspector.tasks.visdial import VisDialTask
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (DegradationTask, ClassificationTask, CountingTask, ChartQATask, VisDialTask)
 }
+# The task of an adapter or a recipe that names none: the project's first, what the app inspects.
+DEFAULT_TASK = DegradationTask.name
 
 
 def get_task(name: str, **options) -> Task:
@@ -39,6 +41,6 @@ def get_task(name: str, **options) -> Task:
     return task_class(**options)
 
 
-__all__ = ["TASKS", "TASK_FILE", "ChartQATask", "ClassificationTask", "CountingTask", "DegradationTask",
+__all__ = ["DEFAULT_TASK", "TASKS", "TASK_FILE", "ChartQATask", "ClassificationTask", "CountingTask", "DegradationTask",
            "RankingItem", "Task", "VisDialTask", "build_dialogue_messages", "build_task_inputs", "get_task",
            "load_task", "metrics_table", "task_from_config"]

@@ -33,10 +33,10 @@ from PIL import Image
 
 from inspector.images import MAX_ASPECT_RATIO, MIN_VIEW_PATCHES, QWEN_PATCH
 from inspector.prompts import build_dialogue_messages, build_task_inputs, render_chat  # noqa: F401 - re-exported
+from inspector.report import MAX_PARSE_CHARS, code_block
 
 TASK_FILE = "inspector_task.json"  # in every adapter folder; push.py publishes it, hub.py fetches it
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-MAX_PARSE_CHARS = 20_000  # a model answer is a few hundred characters; bounds the parsers' cost
 
 @dataclass(frozen=True)
 class RankingItem:
@@ -66,6 +66,9 @@ class Task(ABC):
     answer_format: ClassVar[str] = "text"  # named in inspector_task.json
     max_new_tokens: ClassVar[int] = 16  # enough for the trained answer; prose is cut here
     title: ClassVar[str] = ""  # the model card's task name
+    action: ClassVar[str] = "Ask"  # the app's button
+    # Columns a published data set of this task must have (train/push.py checks them).
+    required_columns: ClassVar[tuple[str, ...]] = ("image",)
     primary_metric: ClassVar[str] = "accuracy"  # the number to compare runs by
     # (key in the metrics, model-index metric type, name): the model card's headline figures.
     headline_metrics: ClassVar[tuple[tuple[str, str, str], ...]] = ()
@@ -173,6 +176,40 @@ class Task(ABC):
     def render(self, prediction: Any, raw_text: str = "") -> str:
         """Markdown of one prediction for the app's column; shows the raw text when unparsed."""
 
+    # -- serving: what the app, the CLI and the API show of an answer
+
+    def answer_length(self, app_cap: int) -> int:
+        """New tokens per answer when served: what the adapter was trained to write, whatever
+        the app's cap (INSPECTOR_MAX_NEW_TOKENS)."""
+        return self.max_new_tokens
+
+    def unavailable(self, notice: str) -> Any:
+        """The prediction of a model that could not answer (no adapter loaded): none."""
+        return None
+
+    def answer_json(self, prediction: Any, raw_text: str = "", notice: str = "") -> dict[str, Any]:
+        """One model's answer in the app's JSON: the prediction, the text it came from, its markdown;
+        with `notice`, why there is no answer."""
+        if notice:
+            return {"prediction": None, "raw_text": "", "markdown": f"> **Note:** {notice}"}
+        return {"prediction": prediction, "raw_text": raw_text, "markdown": self.render(prediction, raw_text)}
+
+    def answer_markdown(self, answer: Mapping[str, Any]) -> str:
+        """The markdown of an `answer_json`, for the app's column."""
+        return str(answer.get("markdown", ""))
+
+    # -- evaluation (train/evaluate.py)
+
+    def extra_figures(self, predictions: Mapping[str, Sequence[Any]], references: Sequence[Any]) -> dict[str, Any]:
+        """Figures beyond `metrics` for results.json, over every model's predictions: none by default."""
+        return {}
+
+    def results_markdown(self, results: Mapping[str, Any]) -> str:
+        """results.md: the scalar metrics, base beside adapter."""
+        return (f"{results['task']}, {results['split']} split of `{results['dataset']}`: {results['n']} examples\n\n"
+                + metrics_table({"base (zero-shot)": results["models"]["base"],
+                                 "adapter": results["models"]["adapter"]}) + "\n")
+
 
 # --------------------------------------------------------------------------- the adapter's task
 
@@ -211,9 +248,6 @@ def load_task(folder: str | Path) -> Task:
     except (OSError, ValueError) as error:
         raise ValueError(f"{path} cannot be read ({error}); re-run train/finetune.py or restore the file") from None
     return task_from_config(config)
-
-
-# --------------------------------------------------------------------------- messages and inputs
 
 
 # --------------------------------------------------------------------------- views
@@ -343,13 +377,6 @@ def as_text(value: Any) -> str | None:
 def unparsed_markdown(what: str, raw_text: str) -> str:
     """The app's column for an answer the parser could not read: say so, show the text."""
     return f"### {what}: unknown\n\nThe model's answer could not be read.\n\n{code_block(raw_text)}\n"
-
-
-def code_block(text: str) -> str:
-    """A fenced block longer than any backtick run inside, so the model's own fences cannot close it."""
-    longest = max((len(run) for run in re.findall(r"`+", text or "")), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
 
 
 def raw_text_details(raw_text: str) -> str:

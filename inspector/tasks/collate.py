@@ -18,11 +18,10 @@ from typing import Any
 import torch
 
 from inspector.images import load_image
+from inspector.prompts import ASSISTANT_HEADER, END_OF_TURN
 from inspector.tasks.base import Task, build_task_inputs
 
 IGNORE_INDEX = -100
-ASSISTANT_HEADER = "<|im_start|>assistant\n"  # Qwen2-VL's chat template opens every answer with it
-END_OF_TURN = "<|im_end|>"
 
 
 @dataclass

@@ -24,8 +24,10 @@ class DegradationTask(Task):
     answer_format = "json-labels"  # the value train/push.py has always written
     max_new_tokens = 48  # the compact JSON needs about 30 tokens
     title = "Photo degradation inspection"
+    action = "Inspect"
+    required_columns = ("image", "answer")
     primary_metric = "macro_f1"
-    # The figures train/push.py requires in eval/results.json and inspector/cards.py puts on the card.
+    # The figures train/push.py requires in eval/results.json and train/publish/cards.py puts on the card.
     headline_metrics = (("macro_f1", "f1", "macro F1"), ("exact_set_accuracy", "exact_match", "exact-set accuracy"),
                         ("severity_accuracy", "accuracy", "severity accuracy"))
     metric_ranges = {"macro_f1": (0.0, 1.0), "exact_set_accuracy": (0.0, 1.0), "severity_accuracy": (0.0, 1.0),
@@ -94,3 +96,54 @@ class DegradationTask(Task):
 
         report = prediction if hasattr(prediction, "to_markdown") else parse_report(raw_text)
         return report.to_markdown()
+
+    # -- serving: the typed Report is the answer, in its stable JSON
+
+    def answer_length(self, app_cap: int) -> int:
+        """The app's cap: the zero-shot base answers in prose, which runs as long as it is let."""
+        return app_cap
+
+    def unavailable(self, notice: str):
+        from inspector.report import Report
+
+        return Report.unavailable(notice)
+
+    def answer_json(self, prediction: Any, raw_text: str = "", notice: str = "") -> dict[str, Any]:
+        """`Report.to_dict()`: the report carries its raw text and notice itself."""
+        return prediction.to_dict()
+
+    def answer_markdown(self, answer: Mapping[str, Any]) -> str:
+        from inspector.report import Report
+
+        return Report.from_dict(answer).to_markdown()
+
+    # -- evaluation
+
+    def extra_figures(self, predictions: Mapping[str, Sequence[Any]], references: Sequence[Any]) -> dict[str, Any]:
+        """The confusion matrices over severity words, and what constant answers would score."""
+        from inspector.metrics import confusion, constant_baselines
+        from inspector.taxonomy import SEVERITIES
+
+        return {"confusion": {name: {"labels": list(SEVERITIES),
+                                     "matrices": confusion(references, [report.labels() for report in own])}
+                              for name, own in predictions.items()},
+                "baselines": constant_baselines(references)}
+
+    def results_markdown(self, results: Mapping[str, Any]) -> str:
+        from inspector.taxonomy import TYPE_LABELS
+
+        base, adapter = results["models"]["base"], results["models"]["adapter"]
+        lines = [f"Test split of `{results['dataset']}`: {results['n']} images; base `{results['base_model']}` "
+                 f"zero-shot vs adapter `{results['adapter']}` ({results['runtime']}).", "",
+                 "| metric | base | adapter |", "| --- | --- | --- |"]
+        for key, label in (("macro_f1", "macro F1 (presence)"), ("exact_set_accuracy", "exact-set accuracy"),
+                           ("severity_accuracy", "severity accuracy"), ("parse_failure_rate", "parse-failure rate")):
+            lines.append(f"| {label} | {base[key]:.3f} | {adapter[key]:.3f} |")
+        for kind in DEGRADATION_TYPES:
+            b, a = base["per_type"][kind], adapter["per_type"][kind]
+            lines.append(f"| {TYPE_LABELS[kind]} F1 (P / R), support {a['support']} | {b['f1']:.3f} "
+                         f"({b['precision']:.2f} / {b['recall']:.2f}) | {a['f1']:.3f} "
+                         f"({a['precision']:.2f} / {a['recall']:.2f}) |")
+        lines += ["", f"Reference: answering \"present\" for every type scores macro F1 "
+                  f"{results['baselines']['always_present']:.3f} on this split.", ""]
+        return "\n".join(lines)

@@ -1,10 +1,9 @@
 """Predictions and metrics of a task, base and adapter side by side, in shared batches.
 
-What train/evaluate.py and the app need beyond `Inspector.generate` (which knows one
-instruction, the degradation task's): each example's own prompt (its question, its
-dialogue) from the task, one `generate` per batch for base and adapter together
-(PEFT mixed adapter batches), and, for tasks evaluated by ranking (VisDial),
-likelihood scores of the candidates (`inspector.scoring`).
+Generated answers come from `Inspector.answer` (the app's path: the task's views and
+messages, one `generate` per batch for base and adapter together, PEFT mixed adapter
+batches); tasks evaluated by ranking (VisDial) score their candidates by likelihood
+(`inspector.scoring`), base and adapter in one forward per chunk.
 """
 
 from __future__ import annotations
@@ -12,39 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 
 from inspector.images import load_image
 from inspector.scoring import ScoringRequest, score_candidates
-from inspector.tasks.base import Task, build_dialogue_messages, build_task_inputs
+from inspector.tasks.base import Task, build_dialogue_messages
 
-BASE_NAME = "__base__"  # PEFT's name for "no adapter" in a mixed batch (inspector.model.BASE_NAME)
-
-
-def generate_answers(model, processor, task: Task, examples: Sequence[Mapping[str, Any]], *,
-                     adapter_names: Sequence[str] | None = None, visual_token_budget: int = 256,
-                     batch_size: int = 4, max_new_tokens: int | None = None) -> dict[str, list[str]]:
-    """The generated text of every example under each adapter: {name: [text per example]}.
-
-    A batch of `batch_size` examples is one greedy `generate` with one row per example
-    and adapter. `adapter_names` None: the model as it is (a base model alone).
-    """
-    names = list(adapter_names) if adapter_names else [BASE_NAME]
-    texts: dict[str, list[str]] = {name: [] for name in names}
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start:start + batch_size]
-        views = [task.views(load_image(example["image"]), visual_token_budget) for example in batch]
-        messages = [task.messages(example, len(own), with_answer=False) for example, own in zip(batch, views)]
-        inputs = build_task_inputs(processor, [v for v in views for _ in names], [m for m in messages for _ in names])
-        inputs = inputs.to(model.device)
-        kwargs = {"adapter_names": names * len(batch)} if adapter_names else {}
-        with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens or task.max_new_tokens, do_sample=False,
-                                    **kwargs)
-        decoded = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        for row, text in enumerate(decoded):
-            texts[names[row % len(names)]].append(text)
-    return texts
+from inspector.model import BASE_NAME
 
 
 def rank_candidates(model, processor, task: Task, examples: Sequence[Mapping[str, Any]], *,
@@ -68,18 +40,25 @@ def rank_candidates(model, processor, task: Task, examples: Sequence[Mapping[str
     return scores, references
 
 
-def evaluate_task(model, processor, task: Task, examples: Sequence[Mapping[str, Any]], *,
-                  adapter_names: Sequence[str] | None = None, visual_token_budget: int = 256, batch_size: int = 4,
-                  chunk_size: int = 32, rounds: str = "all") -> dict[str, dict[str, Any]]:
-    """{name: {"metrics", "predictions", "texts"}} for each adapter, e.g. "__base__" (zero-shot) and "adapter"."""
+def evaluate_task(inspector, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 4, chunk_size: int = 32,
+                  rounds: str = "all") -> dict[str, dict[str, Any]]:
+    """{row: {"metrics", "predictions", "texts"}} of an `Inspector`'s task, for each of its rows
+    ("__base__", zero-shot, and "adapter"), at its visual-token budget."""
+    task = inspector.task
     if task.evaluation == "rank":
-        scores, references = rank_candidates(model, processor, task, examples, adapter_names=adapter_names,
-                                             visual_token_budget=visual_token_budget, chunk_size=chunk_size,
-                                             rounds=rounds)
+        scores, references = rank_candidates(inspector.model, inspector.processor, task, examples,
+                                             adapter_names=inspector.rows if inspector.has_adapter else None,
+                                             visual_token_budget=inspector.config.visual_token_budget,
+                                             chunk_size=chunk_size, rounds=rounds)
         return {name: {"metrics": task.metrics(own, references), "predictions": own, "texts": []}
                 for name, own in scores.items()}
-    texts = generate_answers(model, processor, task, examples, adapter_names=adapter_names,
-                             visual_token_budget=visual_token_budget, batch_size=batch_size)
+    texts: dict[str, list[str]] = {row: [] for row in inspector.rows}
+    for start in range(0, len(examples), batch_size):
+        batch = list(examples[start:start + batch_size])
+        for answers in inspector.answer([load_image(example["image"]) for example in batch], batch,
+                                        max_new_tokens=task.max_new_tokens):
+            for row, text in answers.items():
+                texts[row].append(text)
     references = [task.reference(example) for example in examples]
     results = {}
     for name, own in texts.items():

@@ -1,8 +1,8 @@
-"""Model and data set cards for the Hub, built with `huggingface_hub`'s card classes.
+"""The model card of a published adapter, built with `huggingface_hub`'s card classes.
 
 The metadata is what the Hub indexes: base_model, library_name, pipeline_tag, datasets,
 license, tags and the model-index with the evaluation figures of `train/evaluate.py`.
-`check_model_card` and `check_dataset_card` validate a card offline: they parse it back
+`check_model_card` (and `dataset_card.check_dataset_card`) validate a card offline: they parse it back
 with the card classes, as the Hub would. (`RepoCard.validate()` posts the card to the
 Hub, so it cannot run before an upload is decided, nor in tests.)
 
@@ -16,8 +16,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from inspector.tasks import DEFAULT_TASK
 from inspector.taxonomy import BANDS, DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS
 
 TASK = "image-text-to-text"
@@ -81,36 +82,19 @@ class AdapterCard:
 
     @property
     def the_task(self):
-        return self.task or _degradation()
+        return self.task or degradation()
 
 
-@dataclass
-class DatasetCardFacts:
-    """What the card of one published data set version says."""
-
-    repo_id: str
-    tag: str
-    license: str
-    splits: dict[str, int]  # split -> rows
-    columns: dict[str, str]  # column -> feature type, as text
-    pretty_name: str | None = None  # None: from the task
-    task: Any = None  # the inspector.tasks.Task whose build it is; None: degradation
-
-    def __post_init__(self) -> None:
-        self.task = self.task or _degradation()
-        if self.pretty_name is None:
-            self.pretty_name = ("Degradation Inspector: synthetic photo degradations" if _is_degradation(self.task)
-                                else f"Degradation Inspector: {self.task.title.lower()} data")
-
-
-def _degradation():
+def degradation():
     from inspector.tasks import get_task
 
-    return get_task("degradation")
+    return get_task(DEFAULT_TASK)
 
 
-def _is_degradation(task) -> bool:
-    return task.name == "degradation"
+def is_degradation(task) -> bool:
+    """The project's own task gets the full card (its synthetic data, its report format, its bands);
+    kept here, not as a hook of the task, so that card prose stays out of the run-time library."""
+    return task.name == DEFAULT_TASK
 
 
 # Model card ---------------------------------------------------------------------------
@@ -118,10 +102,10 @@ def _is_degradation(task) -> bool:
 def eval_results(results: dict[str, Any], dataset_type: str, dataset_revision: str | None = None,
                  task=None) -> list[EvalResult]:
     """The adapter's headline figures as model-index entries (the base's go in the card body)."""
-    task = task or _degradation()
+    task = task or degradation()
     adapter = results["models"]["adapter"]
     split = results.get("split", "test")
-    dataset_name = (f"Degradation Inspector synthetic degradations ({split})" if _is_degradation(task)
+    dataset_name = (f"Degradation Inspector synthetic degradations ({split})" if is_degradation(task)
                     else f"{dataset_type} ({split})")
     return [
         EvalResult(task_type=TASK, task_name=task.title or TASK_NAME, dataset_type=dataset_type,
@@ -134,7 +118,7 @@ def eval_results(results: dict[str, Any], dataset_type: str, dataset_revision: s
 def build_model_card(facts: AdapterCard) -> ModelCard:
     """The model card: Hub metadata, usage that works as written, evaluation, training, files."""
     results, task = facts.results, facts.the_task
-    degradation = _is_degradation(task)
+    degradation = is_degradation(task)
     dataset_type = (facts.dataset_repo or (results or {}).get("dataset")
                     or ("degradation-inspector-synthetic" if degradation else f"{task.name}-data"))
     data = ModelCardData(
@@ -202,7 +186,7 @@ def library_section(facts: AdapterCard) -> str:
     """How the project's library serves the adapter: the views it was trained on, base and adapter side by side."""
     repo, tag, base, task = facts.repo_id, facts.tag, facts.base_model, facts.the_task
     load = f'inspector = Inspector.load(base="{base}", adapter="{repo}", adapter_revision="{tag}")'
-    if _is_degradation(task):
+    if is_degradation(task):
         return f"""The adapter was trained on several views of each photo: a downscaled whole photo and crops at
 native resolution, where fine blur and noise are visible. The Degradation Inspector library builds
 those views, shows the base model's and the adapter's reports side by side, and parses the answer:
@@ -261,7 +245,7 @@ def evaluation_section(results: dict[str, Any] | None, dataset_type: str, files:
     if not results:
         return "## Evaluation\n\nThis version was published without evaluation results.\n"
     models = results["models"]
-    table = (task or _degradation()).headline_metrics
+    table = (task or degradation()).headline_metrics
     if any(PARSE_FAILURES[0] in figures for figures in models.values()):
         table += (PARSE_FAILURES,)
     header = "| model | " + " | ".join(name for _, _, name in table) + " |"
@@ -324,7 +308,7 @@ def describe_file(name: str, processor_files: tuple[str, ...] = ()) -> str:
 
 
 def limitations_section(facts: AdapterCard) -> str:
-    if not _is_degradation(facts.the_task):
+    if not is_degradation(facts.the_task):
         return f"""## Limitations
 
 - Fine-tuned and evaluated on the data named above: check it on your own images before relying on it.
@@ -347,10 +331,10 @@ def check_model_card(card: ModelCard) -> list[str]:
         data = ModelCard(str(card)).data
     except ValueError as error:
         return [f"the card metadata does not parse: {error}"]
-    problems = _check_common(data.to_dict())
-    problems += _check_repo_id(data.base_model, "base_model")
+    problems = check_common(data.to_dict())
+    problems += check_repo_id(data.base_model, "base_model")
     for dataset in data.datasets or []:
-        problems += _check_repo_id(dataset, "datasets")
+        problems += check_repo_id(dataset, "datasets")
     if data.library_name != "peft":
         problems.append(f"library_name is {data.library_name!r}, not 'peft'")
     if data.pipeline_tag != TASK:
@@ -370,66 +354,7 @@ def check_model_card(card: ModelCard) -> list[str]:
     return problems
 
 
-# Data set card ------------------------------------------------------------------------
-
-def size_category(rows: int) -> str:
-    for category, limit in zip(SIZE_CATEGORIES, (1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)):
-        if rows < limit:
-            return category
-    return "n>1T"
-
-
-def build_dataset_card(facts: DatasetCardFacts) -> DatasetCard:
-    """The data set card; `datasets.push_to_hub` adds its dataset_info and configs to the metadata."""
-    degradation = _is_degradation(facts.task)
-    data = DatasetCardData(
-        license=facts.license, language=["en"], task_categories=[TASK],
-        tags=DATASET_TAGS if degradation else ["degradation-inspector", facts.task.name],
-        size_categories=[size_category(sum(facts.splits.values()))], pretty_name=facts.pretty_name,
-        annotations_creators=["machine-generated"],
-    )
-    splits = [f"| {split} | {rows:,} |" for split, rows in facts.splits.items()]
-    known_columns = DATASET_COLUMNS if degradation else {}
-    columns = [f"| `{name}` | {kind} | {known_columns.get(name, '')} |" for name, kind in facts.columns.items()]
-    what = ("Photos with synthetic degradations (blur, noise, low resolution, JPEG artifacts) at known strengths, "
-            "and the answer the Degradation Inspector adapter learns to give for each." if degradation else
-            f"The {facts.task.title.lower()} data a Degradation Inspector adapter (task `{facts.task.name}`) "
-            "was fine-tuned and evaluated on, read from its published layout.")
-    made = ("`python train/build_dataset.py` of the Degradation Inspector project degrades clean photos with "
-            "parameters drawn inside each band; the seed of every sample reproduces it." if degradation else
-            f"`python train/build_dataset.py --recipe train/recipes/{facts.task.name}.yaml` of the Degradation "
-            "Inspector project read the source and split it by seed.")
-    body = "\n".join([
-        f"# {facts.pretty_name}", "",
-        f"{what} This is version `{facts.tag}`.", "",
-        "## Load it", "",
-        "```python", "from datasets import load_dataset", "",
-        f'dataset = load_dataset("{facts.repo_id}", revision="{facts.tag}")', "```", "",
-        "```bash", f"hf download {facts.repo_id} --repo-type dataset --revision {facts.tag}", "```", "",
-        "## Splits", "", "| split | rows |", "| --- | ---: |", *splits, "",
-        "## Columns", "", "| column | type | what |", "| --- | --- | --- |", *columns, "",
-        answer_section().replace("## Answer", "## Labels", 1) if degradation else "",
-        "## How it was made", "", made, "",
-    ])
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
-
-
-def check_dataset_card(card: DatasetCard) -> list[str]:
-    """Problems with a data set card's metadata, found offline by parsing it back."""
-    try:
-        data = DatasetCard(str(card)).data
-    except ValueError as error:
-        return [f"the data set card metadata does not parse: {error}"]
-    problems = _check_common(data.to_dict())
-    if TASK not in (data.task_categories or []):
-        problems.append(f"task_categories lacks {TASK!r}")
-    for category in data.size_categories or []:
-        if category not in SIZE_CATEGORIES + ("n>1T",):
-            problems.append(f"size_categories has {category!r}, not one of the Hub's categories")
-    return problems
-
-
-def _check_common(metadata: dict[str, Any]) -> list[str]:
+def check_common(metadata: dict[str, Any]) -> list[str]:
     problems = []
     licenses = metadata.get("license")
     for license_id in licenses if isinstance(licenses, list) else [licenses]:
@@ -441,7 +366,7 @@ def _check_common(metadata: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _check_repo_id(repo_id: Any, key: str) -> list[str]:
+def check_repo_id(repo_id: Any, key: str) -> list[str]:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
