@@ -188,3 +188,15 @@ def test_on_an_int8_cpu_the_bench_also_times_int8_in_the_vision_tower(tiny_model
     per_tensor = [name for name, module in modules.items() if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
     assert per_token and all(".visual." in name for name in per_token)
     assert any("lm_head" in name for name in per_tensor) and not any(".visual." in name for name in per_tensor)
+
+
+def test_the_vision_int8_probe_finds_per_token_scales_keep_the_quiet_tokens():
+    """benchmarks/vision_int8_probe.py on a few tokens, eager only: its error column is what the README
+    quotes for choosing the per-token scheme (its seconds are not checked: they are the CPU's)."""
+    done = subprocess.run([sys.executable, "benchmarks/vision_int8_probe.py", "--tokens", "32", "--json"],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    schemes = json.loads(done.stdout.strip().splitlines()[-1])["schemes"]
+    assert set(schemes) == {"fp32", "int8 per tensor (torch.ao)", "int8 per token (torchao, eager)"}
+    assert schemes["int8 per token (torchao, eager)"]["quiet_token_error"] < 0.05
+    assert schemes["int8 per tensor (torch.ao)"]["quiet_token_error"] > 0.5
