@@ -355,6 +355,9 @@ def quantize_int8(model, vision: str | None = None) -> int:
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    if vision not in INT8_VISION_SCHEMES:  # before any layer is touched
+        raise ValueError(f"vision={vision!r}: use None (fp32 tower), 'per-token' or 'per-tensor'")
+
     targets = [name for name, module in model.named_modules()
                if type(module) is torch.nn.Linear and ".lora_" not in name
                and (vision == "per-tensor" or VISION_MODULE not in name.split("."))]
