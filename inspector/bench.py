@@ -49,13 +49,13 @@ class Setting:
     threads: int | None = None  # torch's intra-op threads for this row; None: the default (one per core)
     share_vision: bool = True  # one vision-tower pass for the base and adapter rows
     visual_token_budget: int = 256
-    int8_vision: bool = False  # int8 also in the vision tower (int8 leaves it fp32 by default)
+    int8_vision: str | None = None  # int8 also in the vision tower: "per-token" or "per-tensor" scales
     key: str = "ours"  # what `--settings` calls it
 
     @property
-    def model_key(self) -> tuple[str, bool]:
+    def model_key(self) -> tuple[str, str | None]:
         """Settings with the same key share one built model."""
-        return self.precision, self.int8_vision and self.precision == "int8"
+        return self.precision, self.int8_vision if self.precision == "int8" else None
 
 
 def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
@@ -84,7 +84,12 @@ def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
         precisions = [replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other, key=other)
                       for other in others]
         if fast_precision == "int8":
-            precisions.append(replace(ours, name="lever: int8 vision tower too", int8_vision=True, key="int8-vision"))
+            precisions += [
+                replace(ours, name="lever: int8 vision tower too, a scale per token", int8_vision="per-token",
+                        key="int8-vision"),
+                replace(ours, name="lever: int8 vision tower too, a scale per tensor", int8_vision="per-tensor",
+                        key="int8-vision-per-tensor"),
+            ]
         levers[:0] = precisions
     return [ours, seed, *levers]
 
@@ -116,7 +121,7 @@ def slow_precisions(rates: dict[str, float]) -> dict[str, str]:
     return slow
 
 
-def build_model(shape: str, precision: str, processor, seed: int = 0, int8_vision: bool = False):
+def build_model(shape: str, precision: str, processor, seed: int = 0, int8_vision: str | None = None):
     """A random-initialised Qwen2-VL with a LoRA adapter, in the asked precision."""
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2VLForConditionalGeneration
@@ -314,7 +319,8 @@ def _run_bench(shape: str, image: str | None, planned: list[Setting], work: Path
         precision, int8_vision = key
         started = time.perf_counter()
         inspector = _load(shape, precision, tiny, work, int8_vision)
-        results[f"load_s_{precision}{'_int8_vision' if int8_vision else ''}"] = round(time.perf_counter() - started, 1)
+        results[f"load_s_{precision}{f'_vision_{int8_vision}' if int8_vision else ''}"] = round(
+            time.perf_counter() - started, 1)
         time_setting(inspector, replace(ours, precision=precision, answer_tokens=2), photos["1024x768"])
         for setting in (setting for setting in planned if setting.model_key == key and setting.name not in rows):
             rows[setting.name] = _timed_row(inspector, setting, photos)
@@ -331,9 +337,9 @@ def _run_bench(shape: str, image: str | None, planned: list[Setting], work: Path
     return results
 
 
-def _load(shape: str, precision: str, tiny: Path, work: Path, int8_vision: bool = False):
+def _load(shape: str, precision: str, tiny: Path, work: Path, int8_vision: str | None = None):
     """An Inspector with a LoRA adapter in `precision`: the 2B shape random-initialised, or the tiny."""
-    from inspector.model import Inspector, InspectorConfig, quantize_int8
+    from inspector.model import Inspector, InspectorConfig
 
     if shape == "2b":
         from transformers import AutoProcessor
@@ -346,11 +352,8 @@ def _load(shape: str, precision: str, tiny: Path, work: Path, int8_vision: bool 
     adapter = work / "adapter"
     if not adapter.exists():
         build_tiny_adapter(tiny, adapter)
-    inspector = Inspector.load(InspectorConfig(base=str(tiny), adapter=str(adapter), adapter_revision=None,
-                                               precision=precision))
-    if int8_vision:  # the load quantized the language model; this takes the remaining (vision) layers
-        quantize_int8(inspector.model, vision=True)
-    return inspector
+    return Inspector.load(InspectorConfig(base=str(tiny), adapter=str(adapter), adapter_revision=None,
+                                          precision=precision, int8_vision=int8_vision))
 
 
 def _timed_row(inspector, setting: Setting, photos: dict[str, Path]) -> dict:

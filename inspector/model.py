@@ -38,6 +38,7 @@ LANGUAGE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "u
 
 
 DEFAULT_VISUAL_TOKENS = 256  # the app's budget where neither INSPECTOR_VISUAL_TOKENS nor the adapter names one
+INT8_VISION_SCHEMES = (None, "per-token", "per-tensor")  # how int8 treats the vision tower (quantize_int8)
 
 
 @dataclass
@@ -60,11 +61,18 @@ class InspectorConfig:
     # macro F1 from 0.638 to 0.630, past the 1-point budget against fp32's 0.642 (README,
     # "Performance"); on CUDA generate also compiles the decode step for it, at the first request.
     kv_cache: str = "dynamic"
+    # In int8, the vision tower: None keeps it fp32; "per-token" (torchao, an activation scale per
+    # token) or "per-tensor" (one scale per tensor: cost 51 points of macro F1 on the tiny) quantize it
+    int8_vision: str | None = None
 
     def __post_init__(self):
         if self.kv_cache not in ("dynamic", "static"):
             raise ValueError(f"kv_cache {self.kv_cache!r} is not supported; use 'dynamic' or 'static' "
                              "(INSPECTOR_KV_CACHE)")
+        self.int8_vision = self.int8_vision or None  # an empty INSPECTOR_INT8_VISION: the default
+        if self.int8_vision not in INT8_VISION_SCHEMES:
+            raise ValueError(f"int8_vision {self.int8_vision!r} is not supported; use 'per-token' or "
+                             "'per-tensor', or leave it empty for an fp32 vision tower (INSPECTOR_INT8_VISION)")
 
     @classmethod
     def from_env(cls, **overrides) -> "InspectorConfig":
@@ -76,6 +84,7 @@ class InspectorConfig:
             "visual_token_budget": os.environ.get("INSPECTOR_VISUAL_TOKENS"),
             "max_new_tokens": os.environ.get("INSPECTOR_MAX_NEW_TOKENS"),
             "kv_cache": os.environ.get("INSPECTOR_KV_CACHE"),
+            "int8_vision": os.environ.get("INSPECTOR_INT8_VISION"),
         }
         values = {key: value for key, value in env.items() if value is not None}
         if "adapter" in values and "adapter_revision" not in values and is_local(values["adapter"]):
@@ -214,7 +223,9 @@ class Inspector:
                 config = replace(config, visual_token_budget=trained)
                 log.info("visual tokens per image: %d, as the adapter was trained", trained)
         if runtime.int8:
-            quantize_int8(model)
+            quantize_int8(model, vision=config.int8_vision)
+        elif config.int8_vision:
+            log.info("int8_vision=%s is ignored: the precision is %s, not int8", config.int8_vision, runtime.precision)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
                  runtime.describe(), time.perf_counter() - started)
         inspector = cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
@@ -331,17 +342,19 @@ def read_task(adapter_folder: Path):
         raise Unavailable(f"the adapter's task file cannot be used: {error}") from error
 
 
-def quantize_int8(model, vision: bool = False) -> int:
+def quantize_int8(model, vision: str | None = None) -> int:
     """Dynamic int8 of the language model's Linear layers, in place; returns how many.
 
     PyTorch's dynamic quantization: weights in int8 per output channel, activations
     quantized on the fly per call, one scale per tensor, fbgemm/oneDNN int8 kernels (VNNI).
     The language model and the output head are quantized; the vision tower (its blocks and
-    the merger) stays in fp32 unless `vision` is set, as nf4 leaves it in bf16
+    the merger) stays in fp32 unless `vision` names a scheme, as nf4 leaves it in bf16
     (`llm_int8_skip_modules`): a vision tower's activations span orders of magnitude within
     a tensor, which one int8 scale per tensor cannot hold. On the tiny stand-in, whose set
-    encoder is such a tower, int8 everywhere cost 51 points of macro F1 and int8 in the
-    language model alone less than 1 (README, "Performance"). LoRA's own A/B layers stay in
+    encoder is such a tower, int8 everywhere (`vision="per-tensor"`) cost 51 points of macro
+    F1 and int8 in the language model alone less than 1 (README, "Performance").
+    `vision="per-token"` gives the tower one activation scale per token and one weight scale
+    per output channel instead (`quantize_vision_per_token`). LoRA's own A/B layers stay in
     fp32 (they are small, and the adapter's update is what it trained). PEFT keeps working:
     its LoRA layer calls its base layer as a module, whatever that module is. Applied after
     the adapter is attached, since PEFT only wraps plain Linear layers.
@@ -351,9 +364,12 @@ def quantize_int8(model, vision: bool = False) -> int:
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    if vision not in INT8_VISION_SCHEMES:  # before any layer is touched
+        raise ValueError(f"vision={vision!r}: use None (fp32 tower), 'per-token' or 'per-tensor'")
+
     targets = [name for name, module in model.named_modules()
                if type(module) is torch.nn.Linear and ".lora_" not in name
-               and (vision or VISION_MODULE not in name.split("."))]
+               and (vision == "per-tensor" or VISION_MODULE not in name.split("."))]
     with warnings.catch_warnings():  # torch.ao's notice that it moves to torchao; the kernels are the same
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*(torch.ao.quantization|quantize_per_tensor).*")
@@ -370,8 +386,29 @@ def quantize_int8(model, vision: bool = False) -> int:
             quantize_dynamic(parent, {child: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
     model.float()  # what stays unquantized (the vision tower, norms, embeddings, LoRA) computes in fp32
     gc.collect()
-    log.info("int8: %d Linear layers quantized%s", len(targets), "" if vision else "; the vision tower stays fp32")
+    if vision == "per-token":
+        targets += quantize_vision_per_token(model)
+    log.info("int8: %d Linear layers quantized; the vision tower %s", len(targets),
+             {None: "stays fp32", "per-tensor": "too, one activation scale per tensor",
+              "per-token": "too, one activation scale per token"}[vision])
     return len(targets)
+
+
+def quantize_vision_per_token(model) -> list[str]:
+    """The vision tower's Linear layers in int8, in place, with an activation scale per token.
+
+    torchao's dynamic int8 (`Int8DynamicActivationInt8WeightConfig`: symmetric int8 weights per
+    output channel, activations quantized per call and per row, int8 matmuls by `torch._int_mm`):
+    a token whose activations are a thousand times another's gets its own scale, where one
+    scale per tensor rounds the quiet tokens to zero. Returns the names of the layers quantized.
+    """
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    tower = next(module for name, module in model.named_modules() if name.split(".")[-1] == VISION_MODULE)
+    names = [name for name, module in tower.named_modules() if type(module) is torch.nn.Linear]
+    quantize_(tower, Int8DynamicActivationInt8WeightConfig(),
+              filter_fn=lambda module, name: type(module) is torch.nn.Linear and ".lora_" not in name)
+    return names
 
 
 def attach_adapter(model, adapter_folder: Path):

@@ -169,17 +169,34 @@ def test_the_2b_shape_has_the_real_models_size_and_the_tiny_processors_token_ids
 
 
 def test_on_an_int8_cpu_the_bench_also_times_int8_in_the_vision_tower(tiny_model, tmp_path):
-    """settings("int8"): the int8 default keeps the vision tower fp32; one lever takes it too, on its own model."""
+    """settings("int8"): the int8 default keeps the vision tower fp32; two levers take it too (a scale
+    per token, a scale per tensor), each on its own model."""
     import torch
+    from torchao.quantization import Int8Tensor
 
     from inspector.bench import _load
 
-    planned = {setting.name: setting for setting in settings("int8")}
-    lever = planned["lever: int8 vision tower too"]
-    assert planned["ours"].model_key == ("int8", False) and lever.model_key == ("int8", True)
-    assert planned["lever: bf16 instead of int8"].model_key == ("bf16", False)
-    assert "lever: int8 vision tower too" not in {setting.name for setting in settings("bf16")}
-    inspector = _load("tiny", "int8", tiny_model, tmp_path, int8_vision=True)
-    quantized = [name for name, module in inspector.model.named_modules()
-                 if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
-    assert any(".visual." in name for name in quantized) and any("lm_head" in name for name in quantized)
+    planned = {setting.key: setting for setting in settings("int8")}
+    assert planned["ours"].model_key == ("int8", None)
+    assert planned["int8-vision"].model_key == ("int8", "per-token")
+    assert planned["int8-vision-per-tensor"].model_key == ("int8", "per-tensor")
+    assert planned["bf16"].model_key == ("bf16", None)
+    assert not {"int8-vision", "int8-vision-per-tensor"} & {setting.key for setting in settings("bf16")}
+    inspector = _load("tiny", "int8", tiny_model, tmp_path, int8_vision="per-token")
+    modules = dict(inspector.model.named_modules())
+    per_token = [name for name, module in modules.items() if isinstance(getattr(module, "weight", None), Int8Tensor)]
+    per_tensor = [name for name, module in modules.items() if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
+    assert per_token and all(".visual." in name for name in per_token)
+    assert any("lm_head" in name for name in per_tensor) and not any(".visual." in name for name in per_tensor)
+
+
+def test_the_vision_int8_probe_finds_per_token_scales_keep_the_quiet_tokens():
+    """benchmarks/vision_int8_probe.py on a few tokens, eager only: its error column is what the README
+    quotes for choosing the per-token scheme (its seconds are not checked: they are the CPU's)."""
+    done = subprocess.run([sys.executable, "benchmarks/vision_int8_probe.py", "--tokens", "32", "--json"],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    schemes = json.loads(done.stdout.strip().splitlines()[-1])["schemes"]
+    assert set(schemes) == {"fp32", "int8 per tensor (torch.ao)", "int8 per token (torchao, eager)"}
+    assert schemes["int8 per token (torchao, eager)"]["quiet_token_error"] < 0.05
+    assert schemes["int8 per tensor (torch.ao)"]["quiet_token_error"] > 0.5

@@ -74,6 +74,17 @@ def test_kv_cache_is_read_from_the_environment_and_checked(monkeypatch):
         InspectorConfig.from_env()
 
 
+def test_int8_vision_is_read_from_the_environment_and_checked(monkeypatch):
+    assert InspectorConfig.from_env().int8_vision is None
+    monkeypatch.setenv("INSPECTOR_INT8_VISION", "")
+    assert InspectorConfig.from_env().int8_vision is None, "empty: the fp32 tower"
+    monkeypatch.setenv("INSPECTOR_INT8_VISION", "per-token")
+    assert InspectorConfig.from_env().int8_vision == "per-token"
+    monkeypatch.setenv("INSPECTOR_INT8_VISION", "yes")
+    with pytest.raises(ValueError, match="INSPECTOR_INT8_VISION"):
+        InspectorConfig.from_env()
+
+
 def test_generate_is_one_call_for_both_reports(tiny_inspector, photo, monkeypatch):
     calls = []
     original = tiny_inspector.model.generate
@@ -216,19 +227,51 @@ def test_int8_quantizes_the_base_layers_keeps_lora_and_stays_close(tiny_model, t
     assert loaded["int8"].inspect([Image.open(_noise_png())])[0].adapter.raw_text
 
 
-def test_int8_of_the_vision_tower_is_opt_in(tiny_model):
-    """`quantize_int8(vision=True)` (the benchmark's lever) also takes the tower's blocks and merger."""
+def test_int8_of_the_vision_tower_is_opt_in_with_a_scale_per_token_or_per_tensor(tiny_model):
+    """`quantize_int8(vision=...)` also takes the tower's blocks and merger: per token with torchao's
+    int8 weights, per tensor with torch's dynamic int8 Linear; by default the tower stays fp32."""
+    from torchao.quantization import Int8Tensor
+
     from inspector.device import Runtime
     from inspector.model import load_base, quantize_int8
 
-    counts = {}
-    for vision in (False, True):
+    counts, kinds = {}, {}
+    for vision in (None, "per-token", "per-tensor"):
         model, _ = load_base(str(tiny_model), runtime=Runtime("cpu", "fp32", "test"))
         counts[vision] = quantize_int8(model, vision=vision)
-        visual = [name for name, module in model.named_modules()
-                  if ".visual." in name and isinstance(module, torch.ao.nn.quantized.dynamic.Linear)]
-        assert bool(visual) is vision, visual
-    assert counts[True] > counts[False] > 0, counts
+        visual = [module for name, module in model.named_modules() if ".visual." in name]
+        kinds[vision] = {"per-token": sum(isinstance(getattr(module, "weight", None), Int8Tensor) for module in visual),
+                         "per-tensor": sum(isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
+                                           for module in visual)}
+        language = [name for name, module in model.named_modules()
+                    if isinstance(module, torch.ao.nn.quantized.dynamic.Linear) and ".visual." not in name]
+        assert language, "the language model is int8 whatever the tower"
+    assert kinds[None] == {"per-token": 0, "per-tensor": 0}, kinds
+    assert kinds["per-token"]["per-token"] > 0 == kinds["per-token"]["per-tensor"], kinds
+    assert kinds["per-tensor"]["per-tensor"] > 0 == kinds["per-tensor"]["per-token"], kinds
+    assert counts["per-token"] == counts["per-tensor"] > counts[None] > 0, counts
+
+
+def test_per_token_int8_of_the_vision_tower_keeps_its_output_close_where_one_scale_per_tensor_does_not(tiny_model):
+    """A token a thousand times louder than the others: one scale per tensor rounds the quiet
+    tokens to zero, a scale per token keeps them (the reason for the per-token scheme)."""
+    from inspector.device import Runtime
+    from inspector.model import load_base, quantize_int8
+
+    towers = {}
+    for vision in (None, "per-token", "per-tensor"):
+        model, _ = load_base(str(tiny_model), runtime=Runtime("cpu", "fp32", "test"))
+        quantize_int8(model, vision=vision)
+        towers[vision] = model.model.visual
+    block = {vision: tower.blocks[0].mlp for vision, tower in towers.items()}
+    torch.manual_seed(0)
+    hidden = torch.randn(64, towers[None].blocks[0].mlp.fc1.in_features)
+    hidden[0] *= 1000  # one outlier token, as vision towers have
+    with torch.inference_mode():
+        outputs = {vision: mlp(hidden)[1:] for vision, mlp in block.items()}  # the quiet tokens
+    error = {vision: float((outputs[vision] - outputs[None]).norm() / outputs[None].norm())
+             for vision in ("per-token", "per-tensor")}
+    assert error["per-token"] < 0.05 < error["per-tensor"], error
 
 
 def test_int8_from_a_bf16_checkpoint_widens_layer_by_layer_and_frees_what_it_swaps(tiny_model, tmp_path):

@@ -56,6 +56,7 @@ class EvalConfig(ModelFields):
     batch_size: int = 8  # examples per generate call (2 rows each: base and adapter); more: faster, more memory
     max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
     kv_cache: str = "dynamic"  # or "static", the app's INSPECTOR_KV_CACHE
+    int8_vision: str | None = None  # with --precision int8: "per-token" or "per-tensor", the app's INSPECTOR_INT8_VISION
     json: bool = False  # print the summary as one JSON line instead of the Markdown table
 
     def __post_init__(self) -> None:
@@ -95,7 +96,8 @@ def main(config: EvalConfig) -> dict:
     inspector = Inspector.load(InspectorConfig(
         base=base, base_revision=config.base_revision, adapter=config.adapter,
         adapter_revision=config.adapter_revision, device=config.device, precision=config.precision,
-        visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48, kv_cache=config.kv_cache))
+        visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48, kv_cache=config.kv_cache,
+        int8_vision=config.int8_vision))
     if not inspector.has_adapter:
         raise RuntimeError(inspector.missing_adapter)
     task = inspector.task
