@@ -72,12 +72,12 @@ def test_without_a_gpu_nf4_keeps_the_recipes_bf16(monkeypatch):
 @pytest.mark.parametrize("native_bf16", [True, False])
 def test_training_autocasts_to_the_same_dtype(monkeypatch, native_bf16):
     """finetune's TrainingConfig defaults: bf16 or fp16 autocast, as nf4 computes."""
-    from train.finetune import TrainingConfig, _cuda_autocast  # imported before CUDA is pretended
+    from train.finetune import _cuda_autocast, machine_defaults  # imported before CUDA is pretended
 
     _pretend_gpu(monkeypatch, native_bf16)
     assert _cuda_autocast() == ("bf16" if native_bf16 else "fp16")
-    defaults = {name: TrainingConfig.__dataclass_fields__[name].default_factory() for name in ("bf16", "fp16")}
-    assert defaults == {"bf16": native_bf16, "fp16": not native_bf16}
+    assert machine_defaults() == {"bf16": native_bf16, "fp16": not native_bf16, "dataloader_pin_memory": True,
+                                  "use_cpu": False}
     monkeypatch.setenv("INSPECTOR_COMPUTE_DTYPE", "fp32")
     assert _cuda_autocast() is None, "fp32 compute: no autocast"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -32,7 +32,7 @@ def parse(*argv: str):
 def test_without_a_gpu_the_trainer_joins_the_processes_on_the_cpu(monkeypatch):
     """Without use_cpu, accelerate gives each torchrun rank a world of one: N separate runs."""
     monkeypatch.setattr(finetune, "_cuda", lambda: False)
-    monkeypatch.setattr(finetune, "_cuda_has_bf16", lambda: False)
+    monkeypatch.setattr(finetune, "_cuda_autocast", lambda: None)
     _, args = parse("--output-dir", "/tmp/unused")
     assert args.use_cpu is True and args.bf16 is False and args.dataloader_pin_memory is False
     assert args.ddp_find_unused_parameters is False
@@ -43,7 +43,7 @@ def test_without_a_gpu_the_trainer_joins_the_processes_on_the_cpu(monkeypatch):
 def test_machine_defaults_survive_the_command_line_parser(monkeypatch):
     """HfArgumentParser turns a bool field's default_factory into False: the GPU defaults must not."""
     monkeypatch.setattr(finetune, "_cuda", lambda: True)
-    monkeypatch.setattr(finetune, "_cuda_has_bf16", lambda: True)
+    monkeypatch.setattr(finetune, "_cuda_autocast", lambda: "bf16")
     monkeypatch.setattr(finetune.TrainingArguments, "__post_init__", lambda self: None)  # no GPU to set up here
     _, args = parse("--output-dir", "/tmp/unused")
     assert args.use_cpu is False and args.bf16 is True and args.dataloader_pin_memory is True

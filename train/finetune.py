@@ -124,15 +124,18 @@ class TrainingConfig(TrainingArguments):
     def __post_init__(self) -> None:
         if not self.output_dir:
             raise ValueError("--output-dir is required: the folder the adapter is written to")
-        if self.bf16 is None:
-            self.bf16 = _cuda_autocast() == "bf16"
-        if self.fp16 is None:
-            self.fp16 = _cuda_autocast() == "fp16"
-        if self.dataloader_pin_memory is None:
-            self.dataloader_pin_memory = _cuda()
-        if self.use_cpu is None:
-            self.use_cpu = not _cuda()
+        for name, value in machine_defaults().items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         super().__post_init__()
+
+
+def machine_defaults() -> dict[str, bool]:
+    """What TrainingConfig's None fields become on this machine: autocast in the GPU's compute
+    dtype, pinned memory and the processes joined on a GPU, use_cpu without one."""
+    autocast, cuda = _cuda_autocast(), _cuda()
+    return {"bf16": autocast == "bf16", "fp16": autocast == "fp16", "dataloader_pin_memory": cuda,
+            "use_cpu": not cuda}
 
 
 def _cuda() -> bool:
