@@ -83,7 +83,11 @@ def test_each_map_marks_its_own_degradation():
     assert evidence_map(noisy, noisy_evidence, "noise").score.mean() > 0.5
     assert evidence_map(jpeg, jpeg_evidence, "noise").score.mean() < 0.2
     upscaled = clean.resize((64, 64), Image.Resampling.BICUBIC).resize((256, 256), Image.Resampling.BICUBIC)
-    resampling = evidence_map(upscaled, measure(upscaled), "low_resolution")
+    # The estimators' own reading (4.06x from the resampling pattern): the shipped learned
+    # calibration reads this clean 4x upscale of a 256 px photo as 1.59x, "none", a known miss
+    # of the calibration (trusting the pattern over it flagged 25 % of clean photos in
+    # `evidence_bench.py --quick`). This test is of the map, which draws what it is given.
+    resampling = evidence_map(upscaled, measure(upscaled, calibrated=False), "low_resolution")
     assert resampling.whole_image and np.nanmin(resampling.values) > 1.6
     for kind in MAP_CHOICES:
         assert render_overlay(jpeg, jpeg_evidence, kind).size == jpeg.size
