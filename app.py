@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import gradio as gr
 
+from inspector.uploads import PAGE_COLUMNS, BatchError, expand_uploads, page_row, write_downloads
 from inspector.evidence import measure, render_overlay
+from inspector.evidence.overlay import MAP_CHOICES, MAP_LABELS, WORST, legend_html
+from inspector.headline import build_headline, describe_estimate, headline_markdown
 from inspector.hub import Unavailable
 from inspector.images import ImageError, load_image
 from inspector.model import Inspector, InspectorConfig
+from inspector.runinfo import describe_runtime, runtime_line
 from inspector.tasks import DEFAULT_TASK, get_task
+from inspector.taxonomy import TYPE_LABELS
 
 try:  # ZeroGPU: `spaces.GPU` attaches a GPU for the call on a Space and does nothing elsewhere.
     import spaces
@@ -31,9 +37,19 @@ except ImportError:  # not on a Space and `spaces` not installed
     def gpu(fn):
         return fn
 
+# The app's start (runtime, what was loaded, the Hub check) is logged without any flag.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 log = logging.getLogger("inspector.app")
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 QUEUE_SIZE = int(os.environ.get("INSPECTOR_QUEUE_SIZE", "16"))  # waiting visitors beyond this are told to retry
+# What each example shows, by file name (examples/make_examples.py writes them).
+EXAMPLE_CAPTIONS = {
+    "clean-coffee.png": "Clean: coffee, untouched",
+    "blur-moderate-astronaut.png": "Blur, moderate: astronaut, Gaussian sigma 3 px",
+    "noise-severe-chelsea.png": "Noise, severe: cat, sigma 30 on 0-255",
+    "lowres-moderate-rocket.png": "Low resolution, moderate: rocket, 3x bicubic upscale",
+    "jpeg-severe-coffee.jpg": "JPEG, severe: coffee at quality 10",
+}
 
 
 class PhotoInput(gr.Image):
@@ -81,20 +97,8 @@ def unavailable(notice: str) -> dict:
     return TASK.answer_json(TASK.unavailable(notice), "", notice)
 
 
-def inspect_image(image_path: str | None, question: str = "") -> tuple[dict, object]:
-    """The JSON result for one image (the `/inspect` API), and the overlay for the page.
-
-    `question` is for the adapters of question tasks (chart QA, dialogue); the
-    degradation inspection ignores it.
-    """
-    if TASK.needs_question and not (question or "").strip():
-        raise gr.Error("Type a question about the image first.")
-    if not image_path:
-        raise gr.Error("Upload a photo or pick an example first.")
-    try:
-        picture = load_image(image_path)
-    except ImageError as error:
-        raise gr.Error(str(error)) from error
+def inspect_picture(picture, question: str = "") -> dict:
+    """The JSON result for one loaded photo: evidence, both reports and the headline."""
     evidence = measure(picture)
     result = {"width": picture.width, "height": picture.height, "evidence": evidence.to_dict(),
               "notices": list(NOTICES)}
@@ -107,67 +111,208 @@ def inspect_image(image_path: str | None, question: str = "") -> tuple[dict, obj
             log.exception("generation failed")
             message = f"The model failed on this image ({error.__class__.__name__}): try a smaller photo or retry."
             result["base"] = result["adapter"] = unavailable(message)
-    return result, render_overlay(picture, evidence)
+    if TASK.compares_with_evidence:
+        adapter = result["adapter"] if INSPECTOR is not None and INSPECTOR.has_adapter else None
+        result["headline"] = build_headline(result["evidence"]["degradations"], adapter)
+    return result
 
 
-def render_result(result: dict | None, overlay) -> tuple[str, str, str, object]:
-    """Markdown for the base, adapter and evidence columns, and the overlay picture."""
+def inspect_image(image_path: str | None, question: str = "") -> tuple[dict, tuple | None]:
+    """The JSON result for one image (the `/inspect` API), and (path, picture, evidence) for the maps.
+
+    `question` is for the adapters of question tasks (chart QA, dialogue); the
+    degradation inspection ignores it.
+    """
+    if TASK.needs_question and not (question or "").strip():
+        raise gr.Error("Type a question about the image first.")
+    if not image_path:
+        raise gr.Error("Upload a photo or pick an example first.")
+    try:
+        picture = load_image(image_path)
+    except ImageError as error:
+        raise gr.Error(str(error)) from error
+    result = inspect_picture(picture, question)
+    return result, (image_path, picture, measure(picture))
+
+
+def picture_and_evidence(image_path: str | None, state: tuple | None):
+    """The photo and its evidence for the maps: from the last inspection, else measured again (ms)."""
+    if state and state[0] == image_path:
+        return state[1], state[2]
+    if not image_path:
+        return None, None
+    try:
+        picture = load_image(image_path)
+    except ImageError:
+        return None, None
+    return picture, measure(picture)
+
+
+def render_map(image_path: str | None, map_kind: str, state: tuple | None = None) -> tuple[object, str]:
+    """The overlay of the chosen map and its legend."""
+    picture, evidence = picture_and_evidence(image_path, state)
+    map_kind = map_kind if map_kind in MAP_CHOICES else WORST
+    overlay = render_overlay(picture, evidence, map_kind) if picture is not None else None
+    return overlay, legend_html(map_kind)
+
+
+def render_report(answer: dict) -> str:
+    if INSPECTOR is None:  # the note at the top says why, once
+        return "### Not loaded\n\nSee the note at the top of the page."
+    return TASK.answer_markdown(answer)
+
+
+def render_result(result: dict | None) -> tuple[str, str, str, str]:
+    """Markdown for the headline and the base, adapter and evidence columns."""
     if not result:
-        return "", "", "", None
-    return (TASK.answer_markdown(result["base"]), TASK.answer_markdown(result["adapter"]),
-            render_evidence(result["evidence"]), overlay)
+        return "", "", "", ""
+    headline = headline_markdown(result["headline"]) if "headline" in result else ""
+    return headline, render_report(result["base"]), render_report(result["adapter"]), render_evidence(result["evidence"])
+
+
+def show_result(result: dict | None, image_path: str | None, map_kind: str, state: tuple | None):
+    """Everything the page shows after an inspection."""
+    overlay, legend = render_map(image_path, map_kind, state)
+    return (*render_result(result), overlay, legend)
+
+
+def inspect_and_show(image_path: str | None, map_kind: str = WORST):
+    """One inspection and its page, in one call: what the examples cache."""
+    result, state = inspect_image(image_path)
+    return (result, *show_result(result, image_path, map_kind, state))
 
 
 def render_evidence(evidence: dict) -> str:
-    rows = ["| type | severity | estimate | confidence |", "| --- | --- | --- | --- |"]
+    # nowrap: in a narrow column, a Markdown table broke "moderate" and "low_resolution" mid-word.
+    cell = "<td style='white-space:nowrap'>"
+    rows = ["<table style='width:100%;font-size:0.85em'><tr><th>type</th><th>severity</th><th>measured</th><th>conf.</th></tr>"]
     for item in evidence["degradations"]:
-        rows.append(f"| {item['type']} | **{item['severity']}** | {item['estimate']:.3g} {item.get('unit', '')} "
-                    f"| {item['confidence']:.0%} |")
-    return "\n".join(rows)
+        rows.append(f"<tr>{cell}{TYPE_LABELS[item['type']]}</td>{cell}<b>{item['severity']}</b></td>"
+                    f"{cell}{describe_estimate(item['type'], float(item['estimate']))}</td>{cell}{item['confidence']:.0%}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def inspect_many(files: list[str] | None, progress=gr.Progress()):
+    """The batch tab: each photo's row as soon as it is ready, and the CSV and JSON so far."""
+    if not files:
+        raise gr.Error("Upload some photos (or a zip of them) first.")
+    try:
+        sources = expand_uploads(files)
+    except BatchError as error:
+        raise gr.Error(str(error)) from error
+    folder = Path(tempfile.mkdtemp(prefix="inspector-batch-"))
+    records, rows = [], []
+    for index, (name, source) in enumerate(sources):
+        progress((index, len(sources)), desc=f"inspecting {name}", unit="photos")
+        try:
+            record = {"photo": name, **inspect_picture(load_image(source))}
+        except ImageError as error:
+            record = {"photo": name, "error": str(error)}
+        records.append(record)
+        rows.append(page_row(record))
+        yield rows, write_downloads(records, folder)
 
 
 def notice_markdown(notices: list[str]) -> str:
     return "\n\n".join(f"> **Note:** {notice}" for notice in notices)
 
 
+def column_titles() -> tuple[str, str]:
+    """The two model columns' titles, naming what runs (never "Qwen2-VL-2B" for the stand-in)."""
+    if INSPECTOR is None:
+        return "### Base model: not loaded", "### Adapter: not loaded"
+    base = RUNTIME["base"]
+    base_title = f"### Base: {Path(base['name']).name} ({base['kind']}, zero-shot)"
+    adapter = RUNTIME["adapter"]
+    if adapter is None:
+        return base_title, "### Adapter: none loaded"
+    trained = "trained" if adapter["trained"] else "untrained: random weights, not a trained adapter"
+    return base_title, f"### Adapter: {Path(str(adapter['name'])).name} ({trained})"
+
+
+def example_cache_mode() -> str:
+    """Eager unless a real model runs on a CPU, where caching five inspections at start (about 10 s each
+    on 2 vCPUs) would delay the page; there each example is cached at its first click.
+    INSPECTOR_EXAMPLE_CACHE=eager|lazy overrides."""
+    chosen = os.environ.get("INSPECTOR_EXAMPLE_CACHE")
+    if chosen in ("eager", "lazy"):
+        return chosen
+    real_on_cpu = INSPECTOR is not None and INSPECTOR.runtime.device == "cpu" and RUNTIME["base"]["kind"] == "Qwen2-VL"
+    return "lazy" if real_on_cpu else "eager"
+
+
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Degradation Inspector") as demo:
         gr.Markdown("# Degradation Inspector\nWhat is wrong with this photo? Blur, noise, low resolution "
-                    "or JPEG artifacts, how badly, and the measurements behind it: the base Qwen2-VL-2B "
-                    "(zero-shot) and our fine-tuned adapter side by side.")
+                    "or JPEG artifacts, how badly, and the measurements behind it: the base model (zero-shot) "
+                    "and the fine-tuned adapter side by side, checked against the measured evidence.")
+        gr.Markdown(f"**Running:** {runtime_line(RUNTIME)}", elem_id="runtime")
         gr.Markdown(notice_markdown(NOTICES), visible=bool(NOTICES), elem_id="notices")
-        with gr.Row():
-            image = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360)
-            overlay = gr.Image(label="Where it is degraded (measured)", interactive=False, height=360)
-        question = gr.Textbox(label=f"Question ({TASK.title})", visible=TASK.needs_question, elem_id="question")
-        button = gr.Button(TASK.action, variant="primary", elem_id="inspect-button")
-        with gr.Row(equal_height=True):
-            with gr.Column():
-                gr.Markdown("### Base model (zero-shot)")
-                base_md = gr.Markdown(elem_id="base-report")
-            with gr.Column():
-                gr.Markdown("### Fine-tuned adapter")
-                adapter_md = gr.Markdown(elem_id="adapter-report")
-            with gr.Column():
-                gr.Markdown("### Measured evidence")
-                evidence_md = gr.Markdown(elem_id="evidence-report")
-        with gr.Accordion("JSON", open=False):
-            result_json = gr.JSON(label="result")
-        examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*") if path.suffix in (".jpg", ".png"))
-        if examples:
-            gr.Examples(examples, inputs=image, label="Examples (click one, then Inspect)")
-        overlay_state = gr.State()  # state is not part of the API: `/inspect` returns the JSON alone
-        # The API takes (image) for the inspector, (image, question) for question tasks.
-        inputs = [image, question] if TASK.needs_question else [image]
-        button.click(inspect_image, inputs=inputs, outputs=[result_json, overlay_state], api_name="inspect").then(
-            render_result, inputs=[result_json, overlay_state], outputs=[base_md, adapter_md, evidence_md, overlay],
-            api_visibility="private")
+        with gr.Tab("One photo"):
+            build_single_tab()
+        if TASK.compares_with_evidence:  # the table's columns are the degradation types
+            with gr.Tab("Many photos"):
+                build_batch_tab()
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     return demo
 
 
+def build_single_tab() -> None:
+    with gr.Row():
+        image = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard"], height=360)
+        with gr.Column():
+            overlay = gr.Image(label="Where it is degraded (measured)", interactive=False, height=360,
+                               elem_id="overlay")
+            map_kind = gr.Radio([(MAP_LABELS[kind], kind) for kind in MAP_CHOICES], value=WORST,
+                                label="Map", elem_id="map-selector")
+            legend = gr.HTML(legend_html(WORST), elem_id="legend")
+    question = gr.Textbox(label=f"Question ({TASK.title})", visible=TASK.needs_question, elem_id="question")
+    button = gr.Button(TASK.action, variant="primary", elem_id="inspect-button")
+    headline = gr.Markdown(elem_id="headline")
+    base_title, adapter_title = column_titles()
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown(base_title, elem_id="base-title")
+            base_md = gr.Markdown(elem_id="base-report")
+        with gr.Column():
+            gr.Markdown(adapter_title, elem_id="adapter-title")
+            adapter_md = gr.Markdown(elem_id="adapter-report")
+        with gr.Column(scale=1, min_width=420):
+            gr.Markdown("### Measured evidence", elem_id="evidence-title")
+            evidence_md = gr.HTML(elem_id="evidence-report")
+    with gr.Accordion("JSON", open=False):
+        result_json = gr.JSON(label="result")
+    shown = [headline, base_md, adapter_md, evidence_md, overlay, legend]
+    examples = sorted(str(path) for path in EXAMPLES_DIR.glob("*") if path.suffix in (".jpg", ".png"))
+    if examples and TASK.compares_with_evidence:  # the examples are degraded photos
+        gr.Examples(examples, inputs=image, outputs=[result_json, *shown], fn=inspect_and_show,
+                    cache_examples=True, cache_mode=example_cache_mode(), elem_id="examples",
+                    example_labels=[EXAMPLE_CAPTIONS.get(Path(path).name, Path(path).stem) for path in examples],
+                    label="Examples: click one to see its report")
+    state = gr.State()  # state is not part of the API: `/inspect` returns the JSON alone
+    # The API takes (image) for the inspector, (image, question) for question tasks.
+    inputs = [image, question] if TASK.needs_question else [image]
+    button.click(inspect_image, inputs=inputs, outputs=[result_json, state], api_name="inspect").then(
+        show_result, inputs=[result_json, image, map_kind, state], outputs=shown, api_visibility="private")
+    map_kind.change(render_map, inputs=[image, map_kind, state], outputs=[overlay, legend], api_visibility="private")
+
+
+def build_batch_tab() -> None:
+    files = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Photos, or a zip of them",
+                    elem_id="batch-files")
+    button = gr.Button("Inspect all", variant="primary", elem_id="batch-button")
+    table = gr.Dataframe(headers=PAGE_COLUMNS, label="Results (each row as soon as it is ready)",
+                         interactive=False, wrap=True, elem_id="batch-table",
+                         column_widths=["12%", "40%", "12%", "12%", "12%", "12%"])
+    downloads = gr.File(label="Download: results.csv and results.json", file_count="multiple",
+                        interactive=False, elem_id="batch-downloads")
+    button.click(inspect_many, inputs=files, outputs=[table, downloads], api_name="inspect_many")
+
+
 INSPECTOR, NOTICES = load_inspector()
 TASK = INSPECTOR.task if INSPECTOR is not None else get_task(DEFAULT_TASK)
+RUNTIME = describe_runtime(INSPECTOR, NOTICES)
+log.info("running: %s", runtime_line(RUNTIME))
 demo = build_demo()
 
 if __name__ == "__main__":

@@ -58,10 +58,12 @@ class Setting:
         return self.precision, self.int8_vision if self.precision == "int8" else None
 
 
-def settings(fast_precision: str) -> list[Setting]:
-    """Every setting the bench knows for this fast precision: ours, the seed-style baseline, each lever."""
+def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
+    """Every setting the bench knows for this fast precision: ours, the seed-style baseline, each lever.
+    On a GPU the baseline runs unquantized in `gpu_compute` (`inspector.device.compute_dtype`: fp16
+    where the GPU has no bf16)."""
     ours = Setting("ours", fast_precision, "native", 32, True)
-    seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else "bf16", "processor", 150, False,
+    seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else gpu_compute, "processor", 150, False,
                    share_vision=False, key="seed-style")
     levers = [
         replace(ours, name="lever: processor's default view", views="processor", key="processor-view"),
@@ -92,9 +94,9 @@ def settings(fast_precision: str) -> list[Setting]:
     return [ours, seed, *levers]
 
 
-def select_settings(fast_precision: str, keys: str | None) -> list[Setting]:
+def select_settings(fast_precision: str, keys: str | None, gpu_compute: str = "bf16") -> list[Setting]:
     """The settings named in `keys` (comma-separated), `ours` first whether named or not; all by default."""
-    known = settings(fast_precision)
+    known = settings(fast_precision, gpu_compute)
     if not keys:
         return known
     asked = [key.strip() for key in keys.split(",") if key.strip()]
@@ -124,14 +126,18 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2VLForConditionalGeneration
 
-    from inspector.device import Runtime
+    from inspector.device import Runtime, compute_dtype
     from inspector.model import ADAPTER_NAME, load_base, quantize_int8
     from inspector.model import LANGUAGE_LORA_TARGETS
     from inspector.tiny import build_2b_shaped, qwen2_vl_2b_config
 
     if shape != "2b":
         raise ValueError("build_model builds the 2b shape; the tiny shape is loaded from its folder")
-    runtime = Runtime("cuda" if precision == "nf4" else "cpu", precision, "benchmark")
+    # Every precision but int8 runs on the GPU where there is one: the unquantized baseline too.
+    device = "cuda" if precision == "nf4" or (torch.cuda.is_available() and precision != "int8") else "cpu"
+    compute, why = compute_dtype(device)
+    runtime = Runtime(device, precision, f"benchmark; {why}" if precision == "nf4" else "benchmark", compute)
+    log.info("benchmark runtime: %s", runtime.describe())
     if runtime.quantized:  # nf4 weights are made by loading: write the random model, load it as the app does
         with tempfile.TemporaryDirectory() as folder:
             model, _ = load_base(str(build_2b_shaped(Path(folder) / "2b", seed)), runtime=runtime)
@@ -140,7 +146,7 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
         # int8 starts from the 2B checkpoint's own bf16 (Runtime.load_dtype; a random model has no checkpoint)
         dtype = torch.bfloat16 if runtime.int8 else runtime.torch_dtype
         model = Qwen2VLForConditionalGeneration._from_config(qwen2_vl_2b_config(processor.tokenizer),
-                                                              dtype=dtype, attn_implementation="sdpa")
+                                                              dtype=dtype, attn_implementation="sdpa").to(device)
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval()
     if runtime.int8:
@@ -285,7 +291,8 @@ def run_bench(shape: str = "2b", image: str | None = None, keys: str | None = No
     folder removed afterwards."""
     from inspector.device import choose_runtime
 
-    planned = select_settings(choose_runtime().precision, keys)  # a bad key fails before any model is built
+    runtime = choose_runtime()
+    planned = select_settings(runtime.precision, keys, runtime.compute)  # a bad key fails before any model is built
     with tempfile.TemporaryDirectory(prefix="inspector-bench-") as scratch:
         return _run_bench(shape, image, planned, Path(scratch))
 

@@ -3,6 +3,8 @@
     python -m inspector tiny /tmp/tiny                       # write the tiny offline stand-in
     python -m inspector inspect photos/ --base /tmp/tiny --json
     python -m inspector analyze photos/ --json               # measured evidence only, no model
+    python -m inspector analyze ORG/DATASET --out measured/ --workers 2   # a data set, as parquet shards
+    python -m inspector inspect saved_dataset/ --out inspected/ --engine ray   # one model per Ray worker
     python -m inspector bench --shape 2b --json              # speed on this machine
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -39,7 +42,13 @@ def config_from_args(args: argparse.Namespace):
         "base", "base_revision", "adapter", "adapter_revision", "device", "precision",
         "visual_token_budget", "max_new_tokens", "kv_cache")}
     config = InspectorConfig.from_env(**overrides)
-    if args.adapter is not None:
+    if args.base is not None and args.adapter is None and "INSPECTOR_ADAPTER" not in os.environ:
+        # The default adapter was trained on the default base; on another base it would not load
+        # (or would mislead), so a base named alone is served alone, without asking the Hub.
+        config.adapter = None
+        print(f"notice: serving {args.base} without an adapter (--base without --adapter); "
+              "add --adapter FOLDER to compare", file=sys.stderr)
+    elif args.adapter is not None:
         # An adapter named on the command line comes with its own revision, or none
         # (a local folder, or the repo's default branch); '' serves the base alone.
         config.adapter = args.adapter or None
@@ -47,9 +56,53 @@ def config_from_args(args: argparse.Namespace):
     return config
 
 
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """A whole data set into a new one (`inspector.batch`): resumable shards, several processes or Ray."""
+    group = parser.add_argument_group("data sets (inspector.batch)")
+    group.add_argument("--out", help="write a data set here (parquet shards, the source's columns plus the results); "
+                                     "rerun with the same --out to finish a stopped run")
+    group.add_argument("--split", help="the split of a data set source (default: its only one, or train)")
+    group.add_argument("--image-column", help="the column holding the images (default: the first Image column)")
+    group.add_argument("--workers", type=int, help="processes (local) or Ray actors (default: every core)")
+    group.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: a process pool on this machine; ray: Ray Data (RAY_ADDRESS, or a local instance)")
+    group.add_argument("--shard-rows", type=int, default=None, help="rows per output shard (default 500)")
+
+
+def run_dataset_job(args: argparse.Namespace, job) -> int:
+    from inspector.batch import DEFAULT_SHARD_ROWS, run_job
+
+    if args.workers is not None and args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return run_job(args.paths, job, args.out, split=args.split, image_column=args.image_column,
+                       engine=args.engine, workers=args.workers, shard_rows=args.shard_rows or DEFAULT_SHARD_ROWS,
+                       quiet=args.quiet)
+    except (ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def needs_out(args: argparse.Namespace) -> str | None:
+    """The data set options given without --out, which they need."""
+    given = [flag for flag, value in (("--split", args.split), ("--image-column", args.image_column),
+                                      ("--workers", args.workers), ("--engine ray", args.engine == "ray"),
+                                      ("--shard-rows", args.shard_rows)) if value]
+    return f"error: {', '.join(given)} write a data set: add --out FOLDER" if given else None
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     """One JSON line per image with the base and adapter reports; bad images do not stop the run."""
     from tqdm import tqdm
+
+    if args.out:
+        from inspector.batch import InspectJob
+
+        return run_dataset_job(args, InspectJob(config_from_args(args)))
+    if message := needs_out(args):
+        print(message, file=sys.stderr)
+        return 2
 
     from inspector.hub import Unavailable
     from inspector.images import ImageError, iter_image_paths, load_image
@@ -59,6 +112,13 @@ def run_inspect(args: argparse.Namespace) -> int:
     if not paths:
         print("no images found in: " + " ".join(args.paths), file=sys.stderr)
         return 2
+    # Paths that do not exist are reported before the model loads (seconds to minutes), not after.
+    missing = [path for path in paths if not path.exists()]
+    for path in missing:
+        print_record({"path": str(path), "error": f"no such file: {path}"}, args.json)
+    paths = [path for path in paths if path.exists()]
+    if not paths:
+        return 2
     try:
         inspector = Inspector.load(config_from_args(args))
     except Unavailable as error:
@@ -66,7 +126,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         return 2
     for notice in inspector.notices:
         print(f"notice: {notice}", file=sys.stderr)
-    failures = 0
+    failures = len(missing)
     for path in tqdm(paths, desc="inspecting", unit="image", file=sys.stderr, disable=args.quiet):
         record: dict = {"path": str(path)}
         try:
@@ -108,6 +168,13 @@ def run_tiny(args: argparse.Namespace) -> int:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    if args.out:
+        from inspector.batch import AnalyzeJob
+
+        return run_dataset_job(args, AnalyzeJob())
+    if message := needs_out(args):
+        print(message, file=sys.stderr)
+        return 2
     from inspector.evidence.analyze import analyze_main
 
     return analyze_main(args.paths, as_json=args.json)
@@ -128,21 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser("tiny", help="write the tiny offline Qwen2-VL stand-in to a folder (untrained; "
                                             "train/pretrain_tiny.py pre-trains it)")
     tiny.add_argument("out", help="output folder")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     tiny.add_argument("--with-adapter", action="store_true",
                       help="also write an untrained (random) LoRA adapter to OUT/adapter, for demos")
     tiny.set_defaults(run=run_tiny)
 
     inspect = commands.add_parser("inspect", help="base and adapter reports for images or folders")
-    inspect.add_argument("paths", nargs="+", help="image files or folders (walked)")
+    inspect.add_argument("paths", nargs="+", help="image files or folders (walked); with --out also a data set: "
+                                                  "a datasets folder, parquet files, an imagefolder or a Hub name")
     inspect.add_argument("--json", action="store_true", help="one JSON object per line")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(inspect)
+    add_dataset_arguments(inspect)
     inspect.set_defaults(run=run_inspect)
 
     analyze = commands.add_parser("analyze", help="measured evidence only (no model), per image")
-    analyze.add_argument("paths", nargs="+", help="image files or folders (walked)")
+    analyze.add_argument("paths", nargs="+", help="image files or folders (walked); with --out also a data set: "
+                                                  "a datasets folder, parquet files, an imagefolder or a Hub name")
     analyze.add_argument("--json", action="store_true", help="one JSON object per line")
+    analyze.add_argument("--quiet", action="store_true", help="no progress bar (with --out)")
+    add_dataset_arguments(analyze)
     analyze.set_defaults(run=run_analyze)
 
     bench = commands.add_parser("bench", help="measure speed and memory on this machine")

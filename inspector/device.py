@@ -1,7 +1,9 @@
 """Device and dtype: decided once, here, with the reason logged and an override.
 
-- CUDA: the base model in nf4 (bitsandbytes, double quant, bf16 compute), placed at
-  load time with `device_map` (a 4-bit model must never be moved with `.to()`).
+- CUDA: the base model in nf4 (bitsandbytes, double quant), placed at load time with
+  `device_map` (a 4-bit model must never be moved with `.to()`). It computes in bf16 where
+  the GPU has bf16 units (Ampere and later: A10G, L4, A100, H100) and in fp16 elsewhere
+  (T4, V100), and so do the training autocast and the benchmark (`compute_dtype`).
 - CPU: bf16 where the CPU computes it natively (AVX512-BF16 or AMX): there bf16 halved
   prefill time and tripled decode speed against fp32 (DESIGN.md). Elsewhere int8: the
   weights of the language model's Linear layers in int8 per output channel, activations
@@ -12,8 +14,9 @@
   token and 2.7x at 220 (`python -m inspector bench` measures the whole report).
 - fp32: CPUs where PyTorch has no int8 engine.
 
-Overrides: `INSPECTOR_DEVICE` (`cuda`, `cpu`) and `INSPECTOR_DTYPE` (`nf4`, `int8`,
-`bf16`, `fp16`, `fp32`), or the arguments of `choose_runtime`.
+Overrides: `INSPECTOR_DEVICE` (`cuda`, `cpu`), `INSPECTOR_DTYPE` (`nf4`, `int8`, `bf16`,
+`fp16`, `fp32`) and `INSPECTOR_COMPUTE_DTYPE` (`bf16`, `fp16`, `fp32`: what nf4 computes
+in and training autocasts to), or the arguments of `choose_runtime` and `compute_dtype`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+COMPUTE_DTYPES = ("bf16", "fp16", "fp32")  # what nf4 layers compute in, and the training autocast
 QUANTIZATIONS = ("nf4",)  # applied by bitsandbytes at load time
 INT8 = "int8"  # applied after loading (and after the adapter is attached), CPU only
 
@@ -38,6 +42,11 @@ class Runtime:
     device: str
     precision: str  # "nf4", "int8", "bf16", "fp16" or "fp32"
     reason: str
+    compute: str = "bf16"  # nf4's compute dtype (`compute_dtype`); the other precisions compute in their own
+
+    def __post_init__(self):
+        if self.compute not in COMPUTE_DTYPES:
+            raise ValueError(f"compute dtype {self.compute!r} is not supported; use one of {COMPUTE_DTYPES}")
 
     @property
     def quantized(self) -> bool:
@@ -52,7 +61,7 @@ class Runtime:
         """The dtype of the unquantized weights and of the compute."""
         if self.int8:
             return torch.float32  # what quantize_int8 leaves the unquantized layers in
-        return torch.bfloat16 if self.quantized else DTYPES[self.precision]
+        return DTYPES[self.compute] if self.quantized else DTYPES[self.precision]
 
     @property
     def load_dtype(self) -> torch.dtype | str:
@@ -61,7 +70,8 @@ class Runtime:
         return "auto" if self.int8 else self.torch_dtype
 
     def describe(self) -> str:
-        return f"{self.device}/{self.precision} ({self.reason})"
+        compute = f" with {self.compute} compute" if self.quantized else ""
+        return f"{self.device}/{self.precision}{compute} ({self.reason})"
 
 
 def cpu_flags() -> set[str]:
@@ -96,9 +106,41 @@ def cpu_has_native_bf16() -> bool:
     return cpu_kind() in ("AMX", "AVX512-BF16")
 
 
+def cuda_has_native_bf16() -> bool:
+    """True where the visible GPU has bf16 units (compute capability 8.0 and later).
+
+    `torch.cuda.is_bf16_supported()` on its own answers True on a T4 too: by default it also
+    counts bf16 that the GPU can only emulate, which runs far slower than fp16 there.
+    """
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def compute_dtype(device: str, asked: str | None = None) -> tuple[str, str]:
+    """(dtype name, why): what nf4 layers compute in, training autocasts to, and the benchmark
+    times on `device`. Argument beats `INSPECTOR_COMPUTE_DTYPE` beats the GPU's answer."""
+    asked = asked or os.environ.get("INSPECTOR_COMPUTE_DTYPE") or None
+    if asked not in (None, *COMPUTE_DTYPES):
+        raise ValueError(f"compute dtype {asked!r} is not supported; use bf16, fp16 or fp32 (INSPECTOR_COMPUTE_DTYPE)")
+    if asked is not None:
+        return asked, f"{asked} compute asked for"
+    if device != "cuda":
+        # nf4 on a CPU serves the tests only; training on a CPU runs without autocast
+        return "bf16", "bf16 compute, the QLoRA recipe's, off CUDA"
+    if cuda_has_native_bf16():
+        return "bf16", "the GPU computes bf16 natively"
+    return "fp16", "the GPU has no bf16 units (before Ampere, e.g. T4): fp16 compute"
+
+
 def cpu_has_int8_engine() -> bool:
     """True where PyTorch has a fast int8 engine for dynamic quantization (x86: fbgemm/oneDNN)."""
     return "x86" in torch.backends.quantized.supported_engines
+
+
+def cuda_device_index() -> int:
+    """The GPU this process places the model on: LOCAL_RANK under `torchrun` and `accelerate
+    launch` (one process per GPU of the machine), else 0 (one process, or a Ray worker, which sees
+    only its own GPU through CUDA_VISIBLE_DEVICES)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def choose_runtime(device: str | None = None, precision: str | None = None) -> Runtime:
@@ -120,10 +162,17 @@ def choose_runtime(device: str | None = None, precision: str | None = None) -> R
         why_device = "a CUDA GPU is visible" if device == "cuda" else "no CUDA GPU is visible"
     else:
         why_device = "asked for"
-    if precision is not None:
+    if precision == "nf4":
+        compute, why_compute = compute_dtype(device)
+        runtime = Runtime(device, precision, f"{why_device}; precision asked for; {why_compute}", compute)
+    elif precision is not None:
+        if device == "cuda" and precision == "bf16" and not cuda_has_native_bf16():
+            log.warning("bf16 on a GPU without bf16 units is emulated, far slower than fp16 (INSPECTOR_DTYPE=fp16)")
         runtime = Runtime(device, precision, f"{why_device}; precision asked for")
     elif device == "cuda":
-        runtime = Runtime(device, "nf4", f"{why_device}; nf4 keeps the 2B model under 4 GB of VRAM")
+        compute, why_compute = compute_dtype(device)
+        runtime = Runtime(device, "nf4", f"{why_device}; nf4 keeps the 2B model under 4 GB of VRAM; {why_compute}",
+                          compute)
     elif cpu_has_native_bf16():
         runtime = Runtime(device, "bf16", f"{why_device}; the CPU computes bf16 natively")
     elif cpu_has_int8_engine():

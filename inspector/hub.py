@@ -10,12 +10,21 @@ do next. What publishing needs (the token, write errors, leak checks) is
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-# Only what loading an adapter needs: no checkpoints, no optimizer states.
-ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "inspector_task.json"]
+# Only what loading an adapter needs, and its card (the training figures the app shows): no
+# checkpoints, no optimizer states.
+ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "inspector_task.json", "README.md"]
+# How long the one reachability check before loading may take. Without it, huggingface_hub retries
+# each of the base model's files five times with back-off when there is no network: 150 s of
+# "Name or service not known" before the app could serve its page.
+HUB_CHECK_TIMEOUT_S = 3.0
 
 
 class Unavailable(RuntimeError):
@@ -24,6 +33,66 @@ class Unavailable(RuntimeError):
 
 def is_local(spec: str | Path) -> bool:
     return Path(spec).expanduser().is_dir()
+
+
+def hub_is_offline() -> bool:
+    """True when huggingface_hub answers from its cache only (HF_HUB_OFFLINE, or `use_cache_only`)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hub's endpoint opens within `timeout` seconds.
+
+    Name resolution is inside the timeout too: it runs in a daemon thread, as
+    `socket.create_connection` bounds only the connect, and a resolver without a route
+    can hang for longer than the whole start should take.
+    """
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((url.hostname, port), timeout=timeout):
+                outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True, name="hub-check")
+    thread.start()
+    thread.join(timeout)
+    return bool(outcome and outcome[0])
+
+
+def use_cache_only() -> None:
+    """From now on huggingface_hub (and transformers and peft through it) reads its cache only,
+    as with HF_HUB_OFFLINE=1: its constant is read at each request, the variable by child processes."""
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def prepare_hub(specs: list[str | None], timeout: float = HUB_CHECK_TIMEOUT_S) -> str | None:
+    """Check once that the Hub answers before anything is fetched from it; if not, switch to the
+    cache only. Returns the one notice to show (None when nothing changed).
+
+    Nothing is checked when every spec is a local folder or the Hub is already off.
+    """
+    remote = [str(spec) for spec in specs if spec and not is_local(spec) and not str(spec).startswith((".", "/", "~"))]
+    if not remote or hub_is_offline():
+        return None
+    if hub_reachable(timeout):
+        return None
+    use_cache_only()
+    notice = (f"The Hub cannot be reached (no answer within {timeout:g} s), so {', '.join(remote)} come from the "
+              "local Hugging Face cache only (as with HF_HUB_OFFLINE=1); set HF_HUB_OFFLINE=1 to skip this check")
+    log.warning(notice)
+    return notice
 
 
 def explain_hub_error(error: Exception, repo_id: str, revision: str | None, what: str) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from inspector.device import Runtime, choose_runtime
-from inspector.hub import Unavailable, explain_hub_error, is_local, resolve_adapter
+from inspector.device import Runtime, choose_runtime, cuda_device_index
+from inspector.generation import GREEDY_DECODING
+from inspector.hub import Unavailable, explain_hub_error, is_local, prepare_hub, resolve_adapter
 from inspector.images import load_image
 from inspector.prompts import build_task_inputs
 from inspector.vision import image_features
@@ -96,7 +97,8 @@ class InspectorConfig:
 
 
 def quantization_config(runtime: Runtime):
-    """nf4 with double quantization and bf16 compute, the QLoRA recipe.
+    """nf4 with double quantization, the QLoRA recipe, computing in the runtime's compute dtype
+    (bf16 where the GPU has it, as the recipe does; fp16 on older cards: `inspector.device`).
 
     The vision tower stays unquantized: backward through an nf4 layer with a bias (its
     qkv) fails on CPU, and serving must match the precision the adapter trained with.
@@ -110,7 +112,7 @@ def quantization_config(runtime: Runtime):
 
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=["model.visual", "visual", "lm_head"],
+        bnb_4bit_compute_dtype=runtime.torch_dtype, llm_int8_skip_modules=["model.visual", "visual", "lm_head"],
     )
 
 
@@ -123,7 +125,8 @@ def load_base(name: str, revision: str | None = None, runtime: Runtime | None = 
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
     runtime = runtime or choose_runtime()
-    device_map = {"": 0} if runtime.device == "cuda" else {"": "cpu"}
+    # Each rank of a multi-GPU run on its own GPU: device_map 0 would put every copy on the first.
+    device_map = {"": cuda_device_index()} if runtime.device == "cuda" else {"": "cpu"}
     try:
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
         model = Qwen2VLForConditionalGeneration.from_pretrained(
@@ -190,6 +193,7 @@ class Inspector:
         # What the adapter was trained for: its views, prompt and parser serve every answer.
         self.task = task or get_task(DEFAULT_TASK)
         self.rows = [BASE_NAME, ADAPTER_NAME] if has_adapter else [BASE_NAME]  # generate rows per image
+        self.adapter_folder: Path | None = None  # where the loaded adapter's files are (inspector.runinfo reads them)
 
     @classmethod
     def load(cls, config: InspectorConfig | None = None, **overrides) -> "Inspector":
@@ -198,8 +202,9 @@ class Inspector:
         config = config or InspectorConfig.from_env(**overrides)
         runtime = choose_runtime(config.device, config.precision)
         started = time.perf_counter()
+        offline = prepare_hub([config.base, config.adapter])
+        notices, has_adapter, task, folder = [offline] if offline else [], False, None, None
         model, processor = load_base(config.base, config.base_revision, runtime)
-        notices, has_adapter, task = [], False, None
         if config.adapter:
             try:
                 folder = resolve_adapter(config.adapter, config.adapter_revision)
@@ -207,6 +212,7 @@ class Inspector:
                 model = attach_adapter(model, folder)
                 has_adapter = True
             except Unavailable as error:
+                folder = None
                 notices.append(f"Adapter not loaded, the base model serves alone: {error}")
                 log.info(notices[-1])  # callers show notices (CLI: stderr, app: the page)
         if config.visual_token_budget is None and has_adapter:
@@ -222,7 +228,9 @@ class Inspector:
             log.info("int8_vision=%s is ignored: the precision is %s, not int8", config.int8_vision, runtime.precision)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",
                  runtime.describe(), time.perf_counter() - started)
-        return cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
+        inspector = cls(model, processor, runtime, config, has_adapter, notices, task if has_adapter else None)
+        inspector.adapter_folder = folder
+        return inspector
 
     @property
     def instruction(self) -> str:
@@ -231,7 +239,8 @@ class Inspector:
 
     @property
     def missing_adapter(self) -> str:
-        return self.notices[0] if self.notices else "No adapter configured (INSPECTOR_ADAPTER is empty)."
+        adapter_notices = [notice for notice in self.notices if notice.startswith("Adapter not loaded")]
+        return adapter_notices[0] if adapter_notices else "No adapter configured (INSPECTOR_ADAPTER is empty)."
 
     def warm_up(self) -> None:
         """One small inspection at start, so the first visitor does not pay for lazy set-up."""
@@ -267,7 +276,7 @@ class Inspector:
                 kwargs["mm_encoder_outputs"] = {"image": self.encode_views_once(views_per_sample)}
                 del inputs["pixel_values"]
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-                                         min_new_tokens=self.config.min_new_tokens, do_sample=False,
+                                         min_new_tokens=self.config.min_new_tokens, **GREEDY_DECODING,
                                          cache_implementation=self.config.kv_cache, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)

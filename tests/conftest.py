@@ -68,7 +68,21 @@ def server(tiny_model, tiny_adapter, tmp_path_factory):
         yield running
 
 
+def no_network_env() -> dict[str, str]:
+    """A machine without network and with nothing set: offline mode off, the Hub's endpoint a closed
+    local port (refused at once, like a machine with no route), an empty Hub cache."""
+    import socket
+    import tempfile
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return {"HF_HUB_OFFLINE": "", "TRANSFORMERS_OFFLINE": "", "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+            "HF_HUB_CACHE": tempfile.mkdtemp(prefix="empty-hub-cache-")}
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child process: offline, quiet, this checkout importable."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **extra)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    env.update(extra)  # a test may turn the Hub's offline mode off (against a closed local endpoint)
     return env

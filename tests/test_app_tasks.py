@@ -44,6 +44,7 @@ def test_question_task_answers_base_and_adapter_side_by_side(chartqa_app, tmp_pa
     for side in ("base", "adapter"):
         assert set(result[side]) == {"prediction", "raw_text", "markdown"}
         assert isinstance(result[side]["markdown"], str) and result[side]["markdown"]
-    base_md, adapter_md, evidence_md, _ = chartqa_app.render_result(result, None)
+    headline, base_md, adapter_md, evidence_md = chartqa_app.render_result(result)
+    assert headline == "" and "headline" not in result, "the degradation headline is for degradation reports"
     assert base_md == result["base"]["markdown"] and adapter_md == result["adapter"]["markdown"]
     assert "blur" in evidence_md

@@ -9,9 +9,9 @@ import sys
 from conftest import HANG_GUARD_S, subprocess_env
 
 
-def run_cli(*args: str, timeout: int = HANG_GUARD_S) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = HANG_GUARD_S, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True,
-                          timeout=timeout, env=subprocess_env())
+                          timeout=timeout, env=subprocess_env(**env))
 
 
 def test_tiny_command_writes_a_loadable_folder(tmp_path):
@@ -55,3 +55,43 @@ def test_inspect_with_missing_base_fails_clearly(photo):
     done = run_cli("inspect", str(photo), "--base", "nobody/missing-base")
     assert done.returncode == 2
     assert "missing-base" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_inspect_without_network_checks_the_hub_once_and_fails_clearly(photo):
+    from conftest import no_network_env
+
+    done = run_cli("inspect", str(photo), "--json", **no_network_env())
+    assert done.returncode == 2
+    assert done.stderr.count("The Hub cannot be reached") == 1 and "Retrying" not in done.stderr, done.stderr
+    assert "not in the local Hugging Face cache" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_inspect_reports_missing_paths_before_loading_the_model(photo, tmp_path):
+    done = run_cli("inspect", str(tmp_path / "nope.jpg"), "--json", "--base", "nobody/never-loaded")
+    assert done.returncode == 2
+    assert json.loads(done.stdout) == {"path": str(tmp_path / "nope.jpg"), "error": f"no such file: {tmp_path / 'nope.jpg'}"}
+    assert "never-loaded" not in done.stderr, "the model is not loaded for a path that does not exist"
+
+
+def test_base_alone_does_not_ask_for_the_hub_adapter(tiny_model, photo):
+    from conftest import no_network_env
+
+    # No network: were the default Hub adapter asked for, the Hub check would say so on stderr.
+    done = run_cli("inspect", str(photo), "--json", "--quiet", "--base", str(tiny_model), "--precision", "fp32",
+                   "--max-new-tokens", "4", **no_network_env())
+    assert done.returncode == 0, done.stderr
+    assert "without an adapter" in done.stderr and "cannot be reached" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["adapter"]["verdict"] == "unavailable"
+
+
+def test_every_option_has_help():
+    import argparse
+
+    from inspector.cli import build_parser
+
+    parser = build_parser()
+    parsers = [parser, *next(action for action in parser._actions
+                             if isinstance(action, argparse._SubParsersAction)).choices.values()]
+    undocumented = [f"{sub.prog} {action.option_strings or action.dest}" for sub in parsers for action in sub._actions
+                    if not isinstance(action, argparse._SubParsersAction) and not action.help]
+    assert undocumented == []

@@ -294,3 +294,131 @@ def test_analyze_path_line_and_error_line(tmp_path):
     result = analyze_path(bad)
     assert set(result) == {"path", "error"} and result["path"] == str(bad) and result["error"]
     assert set(analyze_path(tmp_path / "missing.png")) == {"path", "error"}
+
+
+# --- maps ------------------------------------------------------------------------
+
+def test_maps_cover_every_type_on_one_grid_in_0_1():
+    from inspector.evidence import MAP_TYPES, maps
+
+    image = degrade(photo("astronaut", 320).crop((0, 0, 320, 256)), {"noise": {"sigma": 15}}, seed=0)
+    result = maps(image)
+    assert tuple(result) == MAP_TYPES == tuple(DEGRADATION_TYPES)
+    for kind, values in result.items():
+        assert values.shape == (4, 5) and values.dtype == np.float32, kind
+        assert np.all((values >= 0) & (values <= 1)), kind
+    assert result["noise"].mean() > 0.2
+    assert not result["jpeg_artifacts"].any() and not result["low_resolution"].any()
+
+
+def test_jpeg_map_marks_the_compressed_half():
+    from inspector.evidence import maps
+
+    clean = photo("coffee", 384)
+    compressed = degrade(clean, {"jpeg_artifacts": {"quality": 10}}, seed=0)
+    pixels = np.asarray(clean).copy()
+    pixels[:, :192] = np.asarray(compressed)[:, :192]
+    # The whole-image reading of a quality-10 JPEG, the pixels half compressed.
+    result = maps(Image.fromarray(pixels), measure(compressed))["jpeg_artifacts"]
+    assert result[:, :3].mean() > 0.5 and result[:, 3:].mean() < 0.5 * result[:, :3].mean()
+
+
+def test_resampling_map_marks_the_upscaled_half():
+    from inspector.evidence import maps
+
+    clean = photo("astronaut", 512)
+    upscaled = degrade(clean, {"low_resolution": {"factor": 3.0, "interpolation": "bicubic"}}, seed=0)
+    pixels = np.asarray(clean).copy()
+    pixels[:, 256:] = np.asarray(upscaled)[:, 256:]
+    result = maps(Image.fromarray(pixels), measure(upscaled))["low_resolution"]
+    assert result[:, 4:].mean() > 2 * result[:, :4].mean() and result[:, 4:].mean() > 0.3
+
+
+def test_blur_map_is_the_band_score_of_the_tile_readings():
+    from inspector.evidence import maps
+    from inspector.evidence.overlay import band_score
+
+    image = degrade(photo("coffee", 256), {"blur": {"sigma": 3.0}}, seed=0)
+    evidence = measure(image)
+    expected = np.nan_to_num(band_score(evidence.blur_map, "blur"))
+    np.testing.assert_allclose(maps(image, evidence)["blur"], expected, atol=1e-6)
+
+
+# --- learned calibration ------------------------------------------------------------
+
+def test_severity_coordinate_round_trips_and_meets_the_bands():
+    from inspector.evidence.learned import ANCHORS, coordinate, parameter
+
+    for kind, anchors in ANCHORS.items():
+        band = BANDS[kind]
+        assert [coordinate(kind, v) for v in (band.mild, band.moderate, band.severe)] == pytest.approx([1, 2, 3])
+        for value in np.geomspace(anchors[0], anchors[-1] * 1.5, 25):
+            assert parameter(kind, coordinate(kind, value)) == pytest.approx(value, rel=1e-6)
+
+
+def test_tree_ensemble_reads_sklearn_trees_exactly():
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
+    from inspector.evidence.learned import TreeEnsemble, export_ensemble
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 5))
+    target = features[:, 0] ** 2 + np.sin(3 * features[:, 1]) + 0.1 * rng.normal(size=300)
+    settings = dict(n_estimators=20, max_depth=3, learning_rate=0.2, subsample=0.8, random_state=0)
+    regressor = GradientBoostingRegressor(**settings).fit(features, target)
+    classifier = GradientBoostingClassifier(**settings).fit(features, target > 1.0)
+    for model, expected in ((regressor, regressor.predict(features)), (classifier, classifier.decision_function(features))):
+        # Through JSON text, as shipped.
+        ensemble = TreeEnsemble(json.loads(json.dumps(export_ensemble(model, features[:10]))))
+        ours = np.array([ensemble.predict(row) for row in features])
+        np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+def test_shipped_calibration_loads_and_keeps_the_estimators_readings():
+    from inspector.evidence.features import FEATURE_NAMES
+    from inspector.evidence.learned import LEARNED_TYPES, load_calibration
+
+    assert load_calibration() is not None, "inspector/evidence/calibration.json is shipped"
+    image = degrade(photo("astronaut", 256), {"noise": {"sigma": 15}}, seed=0)
+    evidence = measure(image)
+    assert evidence.details["calibration"] == "learned"
+    assert evidence.details["features"].shape == (len(FEATURE_NAMES),)
+    assert set(evidence.details["estimators"]) == set(DEGRADATION_TYPES)
+    plain = measure(image, calibrated=False)
+    assert plain.details["calibration"] == "estimators"
+    assert {d.type: d.estimate for d in plain.degradations} == pytest.approx(evidence.details["estimators"], abs=1e-3)
+    for kind in LEARNED_TYPES:
+        reading = evidence.get(kind)
+        assert reading.severity == severity_from_parameter(kind, reading.estimate)
+
+
+def test_procedural_scenes_are_seeded_and_clean():
+    from inspector.evidence.scenes import dead_leaves
+
+    first, second = dead_leaves(7, (256, 192)), dead_leaves(7, (256, 192))
+    assert first.size == (256, 192) and np.array_equal(np.asarray(first), np.asarray(second))
+    assert not np.array_equal(np.asarray(first), np.asarray(dead_leaves(8, (256, 192))))
+    assert measure(first, calibrated=False).present() == []
+
+
+def test_other_implementations_label_what_they_applied():
+    """benchmarks/other_degradations.py: same size, and labels from the parameters actually applied."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("albumentations")
+    from benchmarks.other_degradations import degrade_other, measured_sigma, other_noise
+
+    image = photo("astronaut", 256)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        spec, labels = sample_spec(rng)
+        out, applied, new_labels = degrade_other(image, spec, labels, rng)
+        assert out.size == image.size and out.mode == "RGB"
+        for kind, params in applied.items():
+            key = {"blur": "sigma", "noise": "sigma", "low_resolution": "factor", "jpeg_artifacts": "quality"}[kind]
+            assert new_labels[kind] == severity_from_parameter(kind, params[key]), (kind, params)
+    pixels = np.asarray(image)
+    for seed in range(3):
+        noisy, params = other_noise(pixels, {"sigma": 10.0}, np.random.default_rng(seed))
+        assert 8.0 < params["sigma"] < 12.0, params
+        assert params["sigma"] == pytest.approx(measured_sigma(pixels.astype(np.float32), noisy), rel=0.3) \
+            or "mosaic" in params["by"]

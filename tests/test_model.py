@@ -310,3 +310,38 @@ def test_int8_from_a_bf16_checkpoint_widens_layer_by_layer_and_frees_what_it_swa
 def test_int8_is_refused_on_cuda():
     with pytest.raises(ValueError, match="nf4"):
         choose_runtime(device="cuda", precision="int8")
+
+
+def test_a_checkpoints_sampling_settings_do_not_change_the_answers(tiny_model, tiny_adapter, tmp_path, monkeypatch):
+    """A generation_config.json that asks for sampling and a repetition penalty (as Qwen2-VL's
+    checkpoints do) gives the plain tiny's greedy answers, and its sampling values neither act
+    nor warn; without the project's settings the same checkpoint answers otherwise."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    import inspector.model
+    from inspector.generation import GREEDY_DECODING
+
+    configured = tmp_path / "sampling-checkpoint"
+    shutil.copytree(tiny_model, configured)
+    settings = json.loads((configured / "generation_config.json").read_text())
+    settings.update(do_sample=True, temperature=0.01, top_k=1, top_p=0.001, repetition_penalty=1.05)
+    (configured / "generation_config.json").write_text(json.dumps(settings))
+    images = [Image.open(_noise_png()), Image.new("RGB", (128, 128), (90, 120, 200))]
+
+    def answers(base) -> list[tuple[str, str]]:
+        inspector = Inspector.load(InspectorConfig(base=str(base), adapter=str(tiny_adapter), adapter_revision=None,
+                                                   precision="fp32", max_new_tokens=48))
+        return [(result.base.raw_text, result.adapter.raw_text) for result in inspector.inspect(images)]
+
+    plain = answers(tiny_model)
+    assert answers(configured) == plain
+    checkpoint = GenerationConfig.from_pretrained(configured)
+    checkpoint.update(**GREEDY_DECODING)
+    checkpoint.validate(strict=True)  # strict: any sampling flag left set would raise
+
+    monkeypatch.setattr(inspector.model, "GREEDY_DECODING", {"do_sample": False})
+    assert answers(configured) != plain, "the penalty alone changes greedy answers, so the check above can fail"
+    with pytest.raises(ValueError, match="temperature|top_p|top_k"):
+        GenerationConfig.from_pretrained(configured, do_sample=False).validate(strict=True)

@@ -113,7 +113,7 @@ def lifecycle(request, tiny_model, tmp_path_factory) -> dict:
         run(lines[step])
     stdout = run(lines["evaluate"])
     return {"name": name, "paths": paths, "commands": lines,
-            "summary": json.loads(stdout.strip().splitlines()[-1]),
+            "summary": json.loads(stdout),  # with --json, stdout is the JSON line and nothing else
             "results": json.loads((paths.adapter / "eval" / "results.json").read_text()),
             "test_rows": load_from_disk(str(paths.data))["test"]}
 

@@ -84,8 +84,10 @@ def main(config: EvalConfig) -> dict:
               f"evaluated with {budget} (--visual-token-budget or the recipe); these figures hold for an app "
               f"serving it with INSPECTOR_VISUAL_TOKENS={budget}", file=sys.stderr)
     out = Path(config.out) if config.out else folder / "eval"
+    # With --json, stdout holds the one JSON line only, so a JSON reader can take it as it is.
     print(yaml.safe_dump({"evaluate": {**asdict(config), "base_model": base, "dataset_dir": dataset_dir,
-                                       "visual_token_budget": budget, "out": str(out)}}, sort_keys=False), end="")
+                                       "visual_token_budget": budget, "out": str(out)}}, sort_keys=False), end="",
+          file=sys.stderr if config.json else sys.stdout)
     rows = load_from_disk(dataset_dir)[config.split]
     if config.max_samples is not None:
         rows = rows.select(range(min(config.max_samples, len(rows))))

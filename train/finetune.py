@@ -4,14 +4,17 @@
     python train/finetune.py --config train/recipes/tiny.yaml --base runs/tiny/base \
         --dataset runs/tiny/data --output-dir runs/tiny/adapter
     python train/finetune.py --config train/recipes/degradation.yaml --resume   # after a crash
+    torchrun --nproc_per_node 4 train/finetune.py --config train/recipes/degradation.yaml   # 4 GPUs (DDP)
+    accelerate launch --num_processes 4 train/finetune.py --config train/recipes/degradation.yaml
 
 Every knob is a field of `FinetuneConfig` or `TrainingConfig` (transformers'
 `TrainingArguments` with this project's defaults) below; a YAML recipe sets them
 (`--config`, one per task in train/recipes/), the command line overrides the recipe.
 
 The recipe of the seeds, kept: the base in nf4 with double quantization and bf16
-compute (`inspector.model.quantization_config`), LoRA r=16, alpha=32, dropout 0.05 on
-the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
+compute (`inspector.model.quantization_config`; fp16 on GPUs without bf16 such as the T4,
+and the autocast follows: `inspector.device.compute_dtype`), LoRA r=16, alpha=32, dropout
+0.05 on the language model's q/k/v/o/gate/up/down projections, gradient checkpointing and
 accumulation. What this script adds: the loss on the answers only, the input built by
 `inspector.tasks.collate.TaskCollator` with the task's views and messages and
 `build_task_inputs` (what serving uses too: `inspector.model.Inspector.answer`),
@@ -29,6 +32,13 @@ that training and serving build the input with one function. `SFTTrainer` accept
 custom collator, but then skips its dataset preparation, and its fused-LM-head loss and
 chat-template handling are machinery we would carry without using; `Trainer` with one
 collator module is the smaller, well-kept surface.
+
+Several processes (`torchrun`, `accelerate launch`): `Trainer` runs them as DDP, each rank
+with the base on its own GPU (`LOCAL_RANK`, `inspector.model.load_base`) and its share of
+every batch; the effective batch size is per-device x accumulation x processes. Only the
+main process prints the config and writes files (the config, the adapter; `Trainer` its
+checkpoints and logs). Several machines need OUTPUT_DIR on a file system they share: every
+rank reads the checkpoint it resumes from.
 """
 
 from __future__ import annotations
@@ -94,16 +104,38 @@ class TrainingConfig(TrainingArguments):
     save_steps: float = 100
     logging_steps: float = 10
     report_to: None | str | list[str] = "tensorboard"
+    # Every LoRA weight takes part in every step, so DDP need not search the graph for unused ones
+    # (PEFT models are not PreTrainedModels, for which Trainer would set this itself); the search
+    # also breaks reentrant gradient checkpointing ("marked ready twice").
+    ddp_find_unused_parameters: bool | None = False
     remove_unused_columns: bool = False  # the collator needs the image and the task's columns
-    # bf16 autocast where the GPU has it (the QLoRA paper's compute dtype); never on CPU, where
-    # transformers refuses it without use_cpu and the tiny trains in fp32.
-    bf16: bool = field(default_factory=lambda: _cuda_has_bf16())
-    dataloader_pin_memory: bool = field(default_factory=lambda: _cuda())  # pinned memory only helps a GPU
+    # The four below: None is "decided by the machine", in __post_init__. Not a default_factory:
+    # HfArgumentParser gives a bool field with one False, whatever the factory says.
+    # Autocast in the GPU's compute dtype, the one nf4 computes in (inspector.device.compute_dtype):
+    # bf16 where the GPU has it (the QLoRA paper's), fp16 with loss scaling on older cards (T4);
+    # never on CPU, where transformers refuses it without use_cpu and the tiny trains in fp32.
+    bf16: bool | None = None
+    fp16: bool | None = None
+    dataloader_pin_memory: bool | None = None  # pinned memory only helps a GPU
+    # Without a GPU, Trainer joins the processes of `torchrun` (gloo) only with use_cpu: otherwise each
+    # rank trains the whole data set alone and every rank writes the same files (accelerate's PartialState).
+    use_cpu: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.output_dir:
             raise ValueError("--output-dir is required: the folder the adapter is written to")
+        for name, value in machine_defaults().items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         super().__post_init__()
+
+
+def machine_defaults() -> dict[str, bool]:
+    """What TrainingConfig's None fields become on this machine: autocast in the GPU's compute
+    dtype, pinned memory and the processes joined on a GPU, use_cpu without one."""
+    autocast, cuda = _cuda_autocast(), _cuda()
+    return {"bf16": autocast == "bf16", "fp16": autocast == "fp16", "dataloader_pin_memory": cuda,
+            "use_cpu": not cuda}
 
 
 def _cuda() -> bool:
@@ -112,10 +144,25 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _cuda_has_bf16() -> bool:
-    import torch
+def _cuda_autocast() -> str | None:
+    """"bf16" or "fp16" on a CUDA GPU (the compute dtype), None elsewhere (or for fp32 compute)."""
+    from inspector.device import compute_dtype
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if not _cuda():
+        return None
+    dtype, _ = compute_dtype("cuda")
+    return dtype if dtype != "fp32" else None
+
+
+def is_main_process() -> bool:
+    """Rank 0 of `torchrun` / `accelerate launch` (RANK), or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def print0(*values, **kwargs) -> None:
+    """`print` on the main process only: N ranks would print every line N times."""
+    if is_main_process():
+        print(*values, **kwargs)
 
 
 def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
@@ -133,13 +180,17 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
 
     out = Path(args.output_dir)
     checkpoints = out / "checkpoints"
-    resume_from = check_resume(config, out)
+    # The main process sets incomplete checkpoints aside before the others look: then all ranks
+    # resume from the same one.
+    with args.main_process_first(local=False, desc="checkpoint scan"):
+        resume_from = check_resume(config, out)
     base_model_id = config.base_model_id or (
         f"local/{Path(config.base_model).name}" if is_local(config.base_model) else config.base_model)
     resolved = {**asdict(config), "base_model_id": base_model_id, **training_arguments(args)}
-    print(yaml.safe_dump(resolved, sort_keys=False), end="")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "training_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if is_main_process():
+        print(yaml.safe_dump(resolved, sort_keys=False), end="")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "training_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     # Dataset
     dataset = load_from_disk(config.dataset_dir)
@@ -154,7 +205,8 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     runtime = choose_runtime(config.device, config.precision)
     if runtime.int8:  # the CPU serving default; dynamic int8 layers have no gradients
         runtime = choose_runtime(runtime.device, "fp32")
-    print(f"runtime: {runtime.describe()}")
+    print0(f"runtime: {runtime.describe()}")
+    print0(f"autocast: {'bf16' if args.bf16 else 'fp16' if args.fp16 else 'none'}")
     model, processor = load_base(config.base_model, config.base_revision, runtime)
     if runtime.quantized:
         # Freezes the base, upcasts its unquantized weights (norms, embeddings, vision tower) to fp32
@@ -164,9 +216,11 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=lora_targets(config), task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
-    model.print_trainable_parameters()
+    if is_main_process():
+        model.print_trainable_parameters()
     collator = TaskCollator(processor, task, config.visual_token_budget)
-    sanity_check(collator, train_rows, processor)
+    if is_main_process():
+        sanity_check(collator, train_rows, processor)
 
     # Training
     args.output_dir = str(checkpoints)
@@ -175,14 +229,24 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "runs")
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_rows,
                       eval_dataset=eval_rows if args.eval_strategy != "no" else None)
+    print0(f"effective batch size: {effective_batch_size(args)} rows per optimizer step "
+           f"({args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulated "
+           f"x {args.world_size} processes); {len(train_rows)} training rows")
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    print(f"trained {result.global_step} steps in {time.perf_counter() - started:.1f} s, "
+    print0(f"trained {result.global_step} steps in {time.perf_counter() - started:.1f} s, "
           f"final train loss {result.training_loss:.4f}")
-    if torch.cuda.is_available():  # what decides whether a recipe fits a card
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (allocated by torch)")
-    save_adapter(trainer.model, out, base_model_id, task, config.visual_token_budget)
+    if torch.cuda.is_available():  # what decides whether a recipe fits a card; each rank's own GPU
+        print(f"rank {args.process_index}: peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB "
+              "(allocated by torch)")
+    if trainer.is_world_process_zero():
+        save_adapter(trainer.model, out, base_model_id, task, config.visual_token_budget)
     return out
+
+
+def effective_batch_size(args) -> int:
+    """Rows per optimizer step over all processes: what the learning rate is tuned for."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
 def check_resume(config: FinetuneConfig, out: Path) -> Path | None:
@@ -213,7 +277,7 @@ def check_resume(config: FinetuneConfig, out: Path) -> Path | None:
     if not complete:
         raise FileNotFoundError(f"--resume: {folder} holds only incomplete checkpoints ({describe(found)}), now "
                                 "set aside: the run stopped before its first one was written; start without --resume")
-    print(f"resuming from {complete[-1]}")
+    print0(f"resuming from {complete[-1]}")
     return complete[-1]
 
 
@@ -246,7 +310,7 @@ def set_aside(path: Path, gap: str) -> None:
     if target.exists():  # set aside by an earlier resume of the same step: the newer attempt replaces it
         shutil.rmtree(target)
     path.rename(target)
-    print(f"{path.name} is incomplete ({gap}), from a run stopped while saving it: set aside as {target}")
+    print0(f"{path.name} is incomplete ({gap}), from a run stopped while saving it: set aside as {target}")
 
 
 def describe(found: list[tuple[Path, str | None]]) -> str:
@@ -264,7 +328,7 @@ def lora_targets(config: FinetuneConfig) -> list[str] | str:
     """
     if not config.lora_vision:
         return list(config.target_modules)
-    print("warning: lora_vision adapts the vision tower; serve this adapter alone, not in the app's mixed batch")
+    print0("warning: lora_vision adapts the vision tower; serve this adapter alone, not in the app's mixed batch")
     language = "|".join(config.target_modules)
     return rf".*language_model.*\.({language})|.*{VISION_LORA_PATTERN}"
 

@@ -151,6 +151,7 @@ def _caption_accuracy(model, processor, rng, visual_token_budget: int,
 
     import torch
 
+    from inspector.generation import GREEDY_DECODING
     from inspector.images import make_views
     from inspector.prompts import build_inputs
 
@@ -161,7 +162,7 @@ def _caption_accuracy(model, processor, rng, visual_token_budget: int,
         inputs = build_inputs(processor, [make_views(image, visual_token_budget) for image, _ in scenes],
                               PRETRAIN_INSTRUCTION)
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=160, do_sample=False)
+            output = model.generate(**inputs, max_new_tokens=160, **GREEDY_DECODING)
         texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         for (_, answer), text in zip(scenes, texts):
             try:

@@ -12,6 +12,9 @@ resolution.py, jpeg.py); this module runs them in the order their interactions n
    the resolution estimator removes its floor from the spectrum.
 3. Resolution, then blur: an upscaled image is soft because it is upscaled, so the
    blur it explains (`UPSCALE_SIGMA_PER_FACTOR`) is not reported as blur as well.
+4. With the shipped calibration (learned.py), blur and low resolution are then read
+   again from all the measurements together (features.py): the estimators' readings
+   stay in `details["estimators"]`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import numpy as np
 from PIL import Image
 
 from inspector.evidence.blur import BlurEstimate, estimate_blur, ratio_table
+from inspector.evidence.features import feature_vector
 from inspector.evidence.jpeg import estimate_jpeg, ijg_table, luma_table
+from inspector.evidence.learned import load_calibration, predict_readings
 from inspector.evidence.noise import CELL, LUMA_NOISE_GAIN, estimate_noise
 from inspector.evidence.resolution import ResolutionEstimate, estimate_resolution
 from inspector.taxonomy import BANDS, severity_from_parameter
@@ -128,8 +133,14 @@ def find_quantization(image: Image.Image, jpeg_quantization: dict | None):
     return stored or getattr(image, "quantization", None) or None
 
 
-def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: int = DEFAULT_TILE) -> Evidence:
+def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: int = DEFAULT_TILE,
+            calibrated: bool = True) -> Evidence:
     """Measure blur, noise, low resolution and JPEG artifacts of `image` (no model).
+
+    With `calibrated` (and the shipped calibration.json), blur, noise and low resolution
+    are read by the learned calibration from all the estimators' measurements together
+    (learned.py); `details["estimators"]` keeps each estimator's own reading and
+    `details["features"]` the calibration's inputs (features.FEATURE_NAMES).
 
     `jpeg_quantization` is a JPEG file's tables (Pillow's `quantization`); when None,
     `image.info["inspector_quantization"]` (set by the image loader and by `degrade`)
@@ -158,10 +169,21 @@ def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: 
         reading("low_resolution", resolution.factor, resolution.confidence),
         reading("jpeg_artifacts", jpeg.quality, jpeg.confidence),
     ]
+    details = {"jpeg_source": jpeg.source, "noise_method": noise.method, "blur_total_sigma": blur.total_sigma,
+               "blur_points": blur.points, "resolution_strength": resolution.strength,
+               "resolution_frequency": resolution.frequency,
+               "estimators": {d.type: round(float(d.estimate), 3) for d in degradations}}
+    features = feature_vector(luma, jpeg, noise, resolution, blur)
+    details["features"] = features
+    models = load_calibration() if calibrated else None
+    if models is not None:
+        learned = predict_readings(features, models, details["estimators"])
+        degradations = [reading(d.type, *learned[d.type]) if d.type in learned else d for d in degradations]
+        details["calibration"] = "learned"
+    else:
+        details["calibration"] = "estimators"
     noise_map = tile_map(noise.cell_sigma, CELL, tile, blur.tile_sigma.shape)
     elapsed_ms = (time.perf_counter() - start) * 1000.0
-    details = {"jpeg_source": jpeg.source, "noise_method": noise.method, "blur_total_sigma": blur.total_sigma,
-               "blur_points": blur.points, "resolution_strength": resolution.strength}
     return Evidence(width, height, degradations, blur.tile_sigma, noise_map, elapsed_ms, tile, details)
 
 

@@ -67,6 +67,9 @@ class Task(ABC):
     max_new_tokens: ClassVar[int] = 16  # enough for the trained answer; prose is cut here
     title: ClassVar[str] = ""  # the model card's task name
     action: ClassVar[str] = "Ask"  # the app's button
+    # The app's headline, batch table and examples compare the adapter's report with the measured
+    # evidence (inspector.headline): for tasks whose answer is a degradation report.
+    compares_with_evidence: ClassVar[bool] = False
     # Columns a published data set of this task must have (train/push.py checks them).
     required_columns: ClassVar[tuple[str, ...]] = ("image",)
     primary_metric: ClassVar[str] = "accuracy"  # the number to compare runs by

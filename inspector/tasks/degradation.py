@@ -25,6 +25,7 @@ class DegradationTask(Task):
     max_new_tokens = 48  # the compact JSON needs about 30 tokens
     title = "Photo degradation inspection"
     action = "Inspect"
+    compares_with_evidence = True
     required_columns = ("image", "answer")
     primary_metric = "macro_f1"
     # The figures train/push.py requires in eval/results.json and train/publish/cards.py puts on the card.

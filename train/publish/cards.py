@@ -175,7 +175,7 @@ with open(hf_hub_download("{repo}", "inspector_task.json", revision="{tag}")) as
 messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": instruction}}]}}]
 prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
 inputs = processor(text=[prompt], images=[Image.open("photo.jpg").convert("RGB")], return_tensors="pt")
-output = model.generate(**inputs, max_new_tokens=48, do_sample=False)
+output = model.generate(**inputs, max_new_tokens=48, do_sample=False, repetition_penalty=1.0)
 print(processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0])
 ```
 

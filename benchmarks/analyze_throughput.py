@@ -1,0 +1,148 @@
+"""Throughput of `analyze` over a data set: 1 and 2 local workers, and Ray Data with 2 CPUs.
+
+Usage:
+    python benchmarks/analyze_throughput.py                      # 1,000 photos of 1 MP, all three runs
+    python benchmarks/analyze_throughput.py --n 200 --json --out analyze.json
+    python benchmarks/analyze_throughput.py --runs local-1,local-2
+
+The photos are generated once into --photos (default runs/analyze_bench/photos): crops
+of the photos bundled with scikit-image, scikit-learn and matplotlib, resized to
+1152x864 (1.0 MP), degraded by `inspector.evidence.degrade` with a random spec (seed
+2026), saved as JPEG. Every run measures the same folder through the same command path
+(`inspector.batch.run_job`, parquet shards into a fresh folder), end to end: the pool's
+start, every image read and measured, every shard written. Ray's own start (`ray.init`)
+is timed apart: on a cluster it is up before the job. Targets (issue 18): 2 workers at
+least 1.8x one; Ray within 20 % of the local 2 workers. The load average is printed
+with each run: on a shared machine another job's threads take cores from these.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread per worker: the runs compare processes, not BLAS threads.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from evidence_bench import load_photos, photo_paths, random_crop  # noqa: E402  (benchmarks/, beside this)
+
+from inspector.batch import AnalyzeJob, run_job  # noqa: E402
+from inspector.device import cpu_kind  # noqa: E402
+
+SIZE = (1152, 864)  # 0.995 MP, 4:3
+RUNS = ("local-1", "local-2", "ray-2")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def generate(folder: Path, n: int, seed: int) -> list[Path]:
+    """n degraded 1 MP JPEGs in `folder`; kept between runs (the same images for every engine)."""
+    from inspector.evidence import degrade, sample_spec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = [folder / f"photo-{index:05d}.jpg" for index in range(n)]
+    missing = [path for path in wanted if not path.is_file()]
+    if missing:
+        photos = list(load_photos(sorted(photo_paths())).values())
+        rng = np.random.default_rng(seed)
+        started = time.perf_counter()
+        for index, path in enumerate(wanted):
+            crop = random_crop(photos[index % len(photos)], rng).resize(SIZE, Image.Resampling.LANCZOS)
+            spec, _ = sample_spec(rng)
+            degraded = degrade(crop, spec, seed=int(rng.integers(1 << 31)))
+            if path in missing:
+                quality = int(spec.get("jpeg_artifacts", {}).get("quality", 95))
+                partial = path.with_suffix(".partial")
+                degraded.save(partial, "JPEG", quality=quality)
+                partial.rename(path)
+        print(f"generated {len(missing)} photos in {time.perf_counter() - started:.0f} s into {folder}",
+              file=sys.stderr)
+    return wanted
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def timed_run(name: str, photos: Path, shard_rows: int) -> dict:
+    engine, workers = name.split("-")
+    with tempfile.TemporaryDirectory() as scratch:
+        before = load()
+        started = time.perf_counter()
+        run_job([str(photos)], AnalyzeJob(), str(Path(scratch) / "out"), engine="ray" if engine == "ray" else "local",
+                workers=int(workers), shard_rows=shard_rows, quiet=True)
+        seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "load_before": before, "load_after": load()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1000, help="photos (default 1000)")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--photos", default=str(ROOT / "runs" / "analyze_bench" / "photos"))
+    parser.add_argument("--shard-rows", type=int, default=50, help="rows per shard: the unit a local worker takes")
+    parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated, of " + ", ".join(RUNS))
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", help="also write the JSON results here")
+    args = parser.parse_args(argv)
+    runs = args.runs.split(",")
+    if unknown := set(runs) - set(RUNS):
+        parser.error(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
+
+    paths = generate(Path(args.photos), args.n, args.seed)
+    folder = Path(args.photos) / f"first-{args.n}"  # exactly the n photos, whatever else the cache holds
+    folder.mkdir(exist_ok=True)
+    for path in paths:
+        link = folder / path.name
+        if not link.exists():
+            link.symlink_to(path)
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_kind()}", "images": args.n,
+               "megapixels_each": round(SIZE[0] * SIZE[1] / 1e6, 3), "shard_rows": args.shard_rows, "runs": {}}
+    for name in runs:
+        if name.startswith("ray") and "ray_init_s" not in results:
+            import ray
+
+            started = time.perf_counter()
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+            results["ray_init_s"] = round(time.perf_counter() - started, 2)
+        run = timed_run(name, folder, args.shard_rows)
+        run["images_per_s"] = round(args.n / run["seconds"], 2)
+        results["runs"][name] = run
+        print(f"{name}: {run['seconds']} s, {run['images_per_s']} images/s (load {run['load_before']} -> "
+              f"{run['load_after']})", file=sys.stderr)
+    done = results["runs"]
+    if {"local-1", "local-2"} <= set(done):
+        results["speedup_2_workers"] = round(done["local-2"]["images_per_s"] / done["local-1"]["images_per_s"], 2)
+    if {"local-2", "ray-2"} <= set(done):
+        results["ray_vs_local_2"] = round(done["ray-2"]["images_per_s"] / done["local-2"]["images_per_s"], 2)
+    print(json.dumps(results, indent=2) if args.json else table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def table(results: dict) -> str:
+    lines = [f"{results['images']} photos of {results['megapixels_each']} MP on {results['machine']}", "",
+             "| run | seconds | images/s | load average (before -> after) |", "| --- | --- | --- | --- |"]
+    for name, run in results["runs"].items():
+        lines.append(f"| {name} | {run['seconds']} | {run['images_per_s']} | "
+                     f"{run['load_before']} -> {run['load_after']} |")
+    for key in ("speedup_2_workers", "ray_vs_local_2", "ray_init_s"):
+        if key in results:
+            lines.append(f"\n{key}: {results[key]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
