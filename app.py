@@ -97,9 +97,10 @@ def unavailable(notice: str) -> dict:
     return TASK.answer_json(TASK.unavailable(notice), "", notice)
 
 
-def inspect_picture(picture, question: str = "") -> dict:
-    """The JSON result for one loaded photo: evidence, both reports and the headline."""
-    evidence = measure(picture)
+def inspect_picture(picture, question: str = "", evidence=None) -> dict:
+    """The JSON result for one loaded photo: evidence (measured here unless given), both reports
+    and the headline."""
+    evidence = measure(picture) if evidence is None else evidence
     result = {"width": picture.width, "height": picture.height, "evidence": evidence.to_dict(),
               "notices": list(NOTICES)}
     if INSPECTOR is None:
@@ -131,8 +132,8 @@ def inspect_image(image_path: str | None, question: str = "") -> tuple[dict, tup
         picture = load_image(image_path)
     except ImageError as error:
         raise gr.Error(str(error)) from error
-    result = inspect_picture(picture, question)
-    return result, (image_path, picture, measure(picture))
+    evidence = measure(picture)  # once: for the result and for the maps
+    return inspect_picture(picture, question, evidence), (image_path, picture, evidence)
 
 
 def picture_and_evidence(image_path: str | None, state: tuple | None):
