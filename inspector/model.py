@@ -256,14 +256,16 @@ class Inspector:
         log.info("warm-up generate took %.1f s", time.perf_counter() - started)
 
     def generate(self, views_per_sample: list[list], adapter_names: list[str],
-                 messages_per_sample: list[list[dict]] | None = None, max_new_tokens: int | None = None) -> list[str]:
+                 messages_per_sample: list[list[dict]] | None = None, max_new_tokens: int | None = None,
+                 streamer=None) -> list[str]:
         """One batched greedy generate; row i uses adapter `adapter_names[i]`.
 
         The prompt of each row is its chat messages; by default the task's request (the
         degradation task's inspection instruction). Rows that share the same views object
         (base and adapter of one image) share one pass of the vision tower: the LoRA adapter
         does not touch it, so its output is the same for both, and it is a third of the
-        prefill time of the 2B model.
+        prefill time of the 2B model. `streamer` (a transformers `BaseStreamer`) is handed the
+        prompt, then each step's new tokens, as transformers' `generate` does (the bench times them).
         """
         if messages_per_sample is None:
             request = self.task.request()
@@ -277,7 +279,7 @@ class Inspector:
                 del inputs["pixel_values"]
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                                          min_new_tokens=self.config.min_new_tokens, **GREEDY_DECODING,
-                                         cache_implementation=self.config.kv_cache, **kwargs)
+                                         cache_implementation=self.config.kv_cache, streamer=streamer, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
 
