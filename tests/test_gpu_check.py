@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.gpu_check import Step, figures, mixed_batch_check, run_step
+from benchmarks.gpu_wheels import check_wheels, read_pins, trim_bitsandbytes
 from conftest import HANG_GUARD_S, ROOT, subprocess_env
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from gpu_check import Step, figures, mixed_batch_check, run_step  # noqa: E402
-from gpu_wheels import check_wheels, read_pins, trim_bitsandbytes  # noqa: E402
 
 BNB_LIBRARIES = ("cpu", "cuda118", "cuda128", "cuda130", "cuda132", "rocm64")
 

@@ -145,7 +145,7 @@ def test_nf4_path_loads_and_generates_on_cpu(tiny_model, tiny_adapter):
     assert any(".language_model." in name for name in quantized)
     assert not [name for name in quantized if ".visual." in name], "the vision tower stays unquantized"
     result = inspector.inspect([Image.new("RGB", (96, 96), (10, 200, 30))])[0]
-    assert result.base.raw_text is not None and result.adapter.verdict != "unavailable"
+    assert result.base.verdict != "unavailable" and result.adapter.verdict != "unavailable", "both models answered"
 
 
 def test_loading_from_hub_cache_offline(tiny_model, tiny_adapter, photo, tmp_path):

@@ -19,6 +19,7 @@ from datasets import Image as ImageFeature, load_from_disk
 from conftest import ROOT
 from inspector.prompts import DEFAULT_INSTRUCTION
 from inspector.report import format_answer
+from inspector.tasks.degradation_data import COMBINATION_BLOCK
 from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES
 
 build_dataset = importlib.import_module("train.build_dataset")
@@ -28,9 +29,10 @@ evaluate = importlib.import_module("train.evaluate")
 RECIPES = sorted((ROOT / "train" / "recipes").glob("*.yaml"))
 
 
-def build(out: Path, **overrides) -> Path:
-    config = dict(out=str(out), sample_photos=12, crop_size=112, n=44, seed=3) | overrides
-    return build_dataset.main(build_dataset.DatasetConfig(**config))
+def build(out: Path, seed: int = 3, overwrite: bool = False, **overrides) -> Path:
+    options = dict(sample_photos=12, crop_size=112, n=44) | overrides
+    return build_dataset.main(build_dataset.DatasetConfig(out=str(out), seed=seed, overwrite=overwrite,
+                                                          reader_options=options))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def test_dataset_is_balanced_over_types_severities_and_clean(tmp_path):
     assert all(severities[word] >= 0.05 * len(rows) for word in SEVERITIES[1:]), severities
     combinations = Counter(rows["combination"])
     assert 0.08 <= combinations["clean"] / len(rows) <= 0.2
-    assert len(combinations) == len(set(build_dataset.COMBINATION_BLOCK))
+    assert len(combinations) == len(set(COMBINATION_BLOCK))
     assert not any(labels["blur"] != "none" and labels["low_resolution"] != "none" for labels in rows["labels"])
 
 
@@ -119,12 +121,12 @@ def test_a_raised_train_split_shows_each_type_more_often_and_keeps_the_held_out_
         one, two = (d[split].cast_column("image", ImageFeature(decode=False)) for d in (natural, raised))
         assert one.to_list() == two.to_list(), f"the {split} split must not depend on the train mix"
     with pytest.raises(ValueError, match="train_combinations"):
-        build_dataset.DatasetConfig(out=str(tmp_path / "x"), sample_photos=3, train_combinations="more")
+        build(tmp_path / "x", sample_photos=3, train_combinations="more")
 
 
 def test_dataset_needs_exactly_one_source(tmp_path):
     with pytest.raises(ValueError, match="exactly one source"):
-        build_dataset.DatasetConfig(out=str(tmp_path), n=10)
+        build_dataset.main(build_dataset.DatasetConfig(out=str(tmp_path), reader_options={"n": 10}))
 
 
 # -- collator
@@ -223,7 +225,7 @@ def test_every_recipe_parses_into_the_typed_configs_of_each_script():
         assert config.lora_r == 16 and config.lora_alpha == 32 and config.lora_dropout == 0.05, recipe
         assert args.report_to == ["tensorboard"] and args.eval_strategy == "steps", recipe
         assert args.output_dir and not args.remove_unused_columns, recipe
-        assert build_dataset.DatasetConfig.from_recipe(yaml.safe_load(recipe.read_text()))["task"] == config.task
+        assert build_dataset.parse_args(["--config", str(recipe)])[0].task == config.task, recipe
         (eval_config,) = evaluate.parse_args(["--config", str(recipe), "--adapter", "adapter"])
         assert eval_config.dataset_dir == config.dataset_dir, recipe
     assert {recipe.name for recipe in RECIPES} >= {"degradation.yaml", "tiny.yaml"}

@@ -68,8 +68,8 @@ def torchrun(*argv: str) -> str:
 
 @pytest.mark.slow
 def test_torchrun_two_processes_train_one_adapter_and_resume(tiny_model, tmp_path):
-    data = build_dataset.main(build_dataset.DatasetConfig(out=str(tmp_path / "data"), sample_photos=12,
-                                                          crop_size=112, n=44, seed=3))
+    data = build_dataset.main(build_dataset.DatasetConfig(out=str(tmp_path / "data"), seed=3, reader_options=dict(
+        sample_photos=12, crop_size=112, n=44)))
     out = tmp_path / "adapter"
     common = ("--config", "train/recipes/tiny.yaml", "--base", str(tiny_model), "--dataset", str(data),
               "--output-dir", str(out), "--max-train-samples", str(TRAIN_ROWS), "--per-device-train-batch-size",

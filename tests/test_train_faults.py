@@ -26,11 +26,13 @@ from safetensors.torch import load_file
 
 from conftest import ROOT, subprocess_env
 
+from inspector.tasks import DegradationTask
+
 build_dataset = importlib.import_module("train.build_dataset")
 finetune = importlib.import_module("train.finetune")
 
 STEPS = 5
-DATASET = dict(sample_photos=12, crop_size=112, n=44, seed=3)
+DATASET = dict(sample_photos=12, crop_size=112, n=44)  # the degradation reader's options, seed 3
 
 
 def finetune_argv(tiny_model: Path, dataset: Path, out: Path, *extra: str) -> list[str]:
@@ -48,7 +50,7 @@ def run_finetune(*argv: str) -> Path:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return build_dataset.main(build_dataset.DatasetConfig(out=str(tmp_path_factory.mktemp("data") / "ds"),
-                                                          **DATASET))
+                                                          seed=3, reader_options=DATASET))
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +169,10 @@ def test_a_failed_build_leaves_the_previous_data_set_or_nothing(dataset, tmp_pat
     def fail(*args, **kwargs):  # after save_to_disk: the data is written, the card is not
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(build_dataset, "dataset_card", fail)
+    monkeypatch.setattr(DegradationTask, "data_card", fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        build_dataset.main(build_dataset.DatasetConfig(out=str(out), overwrite=True, **DATASET | {"seed": 5}))
+        build_dataset.main(build_dataset.DatasetConfig(out=str(out), overwrite=True, seed=5,
+                                                       reader_options=DATASET))
     assert leftovers(out) == []
     if previous:
         assert snapshot(out) == before
@@ -197,7 +200,8 @@ def test_a_build_killed_midway_leaves_the_previous_data_set_and_the_next_run_cle
     assert leftovers(out) == [f".ds.partial-{child.pid}"]
     assert snapshot(out) == before, "the previous data set is untouched"
 
-    again = build_dataset.main(build_dataset.DatasetConfig(out=str(out), overwrite=True, **DATASET | {"seed": 5}))
+    again = build_dataset.main(build_dataset.DatasetConfig(out=str(out), overwrite=True, seed=5,
+                                                           reader_options=DATASET))
     assert f"removed {out.parent / f'.ds.partial-{child.pid}'}" in capsys.readouterr().out
     assert leftovers(out) == [] and load_from_disk(str(again))["train"]["spec"] != load_from_disk(
         str(dataset))["train"]["spec"]

@@ -121,6 +121,22 @@ def parse_config(schemas: Iterable[type], argv: list[str] | None = None, usage: 
     return tuple(parser.parse_args_into_dataclasses(argv))
 
 
+def peek_task(argv: list[str]) -> str | None:
+    """The task a command line names, by `--task` or its `--config` recipe; None: neither says.
+
+    For a script whose flags depend on the task (build_dataset.py: the reader's options).
+    """
+    for index, arg in enumerate(argv):
+        if arg == "--task" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--task="):
+            return arg.split("=", 1)[1]
+    path = _pop_config(list(argv))
+    if path is not None:
+        return read_recipe(path).get("task")
+    return None
+
+
 def _pop_config(argv: list[str]) -> str | None:
     for index, arg in enumerate(argv):
         if arg == "--config":

@@ -77,6 +77,11 @@ class Task(ABC):
     headline_metrics: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     # The documented range of every scalar metric; lifecycle tests check results against it.
     metric_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
+    # A dataclass of `read`'s options, when they are typed: train/build_dataset.py gives each
+    # field as a flag (recipes as `reader_options`). None: the options go to `read` as they are.
+    reader_options: ClassVar[type | None] = None
+    # `read` needs a folder (`--source`); False where the options may name another source.
+    source_required: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         unknown = set(options) - set(self.option_names())
@@ -120,11 +125,16 @@ class Task(ABC):
     # -- data
 
     @abstractmethod
-    def read(self, source: str | Path, seed: int = 0, **options: Any):
-        """The data set on disk, in its published layout -> DatasetDict(train, validation, test).
+    def read(self, source: str | Path | None, seed: int = 0, **options: Any):
+        """The task's data -> DatasetDict(train, validation, test): a published layout on disk,
+        or rows the task makes itself (the degradation task synthesises them from clean photos).
 
         Every split has an `image` column (`datasets.Image`) and the task's columns.
         """
+
+    def data_card(self, dataset, source: str | Path | None, seed: int = 0, **options: Any) -> str | None:
+        """A dataset card (README.md with YAML metadata) for what `read` returned; None: none."""
+        return None
 
     # -- model input
 
@@ -396,12 +406,14 @@ def metrics_table(metrics_by_model: Mapping[str, Mapping[str, Any]], keys: Seque
                 if isinstance(value, (int, float)) and not isinstance(value, bool)]
     rows = [f"| metric | {' | '.join(models)} |", f"| --- |{' --- |' * len(models)}"]
     for key in keys:
-        cells = [_figure(metrics_by_model[model].get(key)) for model in models]
+        cells = [figure(metrics_by_model[model].get(key)) for model in models]
         rows.append(f"| {key} | {' | '.join(cells)} |")
     return "\n".join(rows)
 
 
-def _figure(value: Any) -> str:
+def figure(value: Any) -> str:
+    """A metric as the tables print it (here and on model cards): a float to three decimals,
+    an integer as it is, '-' for none."""
     if isinstance(value, bool) or value is None:
         return "-" if value is None else str(value)
     if isinstance(value, int):

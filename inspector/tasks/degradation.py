@@ -3,8 +3,9 @@
 A thin wrapper: the views are `inspector.images.make_views` (native-resolution crops,
 where blur and noise show), the instruction is `inspector.prompts.DEFAULT_INSTRUCTION`,
 the answer `inspector.report.format_answer`, the parser `parse_report`, and the
-metrics `inspector.metrics.score`. The data set is synthesised from clean photos by
-train/build_dataset.py (`inspector.evidence.degrade`), not read from a published layout.
+metrics `inspector.metrics.score`. Its data is synthesised from clean photos
+(`inspector.tasks.degradation_data`: `inspector.evidence.degrade` with known parameters),
+not read from a published layout; train/build_dataset.py writes it as for every task.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from inspector.tasks.base import Task
+from inspector.tasks.degradation_data import SynthesisOptions
 from inspector.taxonomy import DEGRADATION_TYPES
 
 
@@ -33,13 +35,22 @@ class DegradationTask(Task):
                         ("severity_accuracy", "accuracy", "severity accuracy"))
     metric_ranges = {"macro_f1": (0.0, 1.0), "exact_set_accuracy": (0.0, 1.0), "severity_accuracy": (0.0, 1.0),
                      "parse_failure_rate": (0.0, 1.0), "count": (0, float("inf"))}
+    reader_options = SynthesisOptions
+    source_required = False  # the clean photos may come from --sample-photos or --hub-dataset instead
 
     # -- data
 
-    def read(self, source: str | Path, seed: int = 0, **options: Any):
-        raise NotImplementedError(
-            "the degradation data set is synthesised from clean photos, not read from a published layout: "
-            "run train/build_dataset.py with the degradation recipe")
+    def read(self, source: str | Path | None, seed: int = 0, **options: Any):
+        """Clean photos (the `source` folder, or the options' Hub data set or bundled photos),
+        degraded with known parameters: `inspector.tasks.degradation_data`."""
+        from inspector.tasks.degradation_data import synthesize
+
+        return synthesize(source, seed, SynthesisOptions.from_mapping(options))
+
+    def data_card(self, dataset, source: str | Path | None, seed: int = 0, **options: Any) -> str:
+        from inspector.tasks.degradation_data import dataset_card
+
+        return dataset_card(dataset, source, seed, SynthesisOptions.from_mapping(options))
 
     # -- model input and target
 

@@ -19,6 +19,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from inspector.tasks import DEFAULT_TASK
+from inspector.tasks.base import figure
 from inspector.taxonomy import BANDS, DEGRADATION_TYPES, SEVERITIES, TYPE_LABELS
 
 TASK = "image-text-to-text"
@@ -249,11 +250,11 @@ def evaluation_section(results: dict[str, Any] | None, dataset_type: str, files:
     if any(PARSE_FAILURES[0] in figures for figures in models.values()):
         table += (PARSE_FAILURES,)
     header = "| model | " + " | ".join(name for _, _, name in table) + " |"
-    rows = [f"| {label} | " + " | ".join(_figure(models[key].get(metric)) for metric, _, _ in table) + " |"
+    rows = [f"| {label} | " + " | ".join(figure(models[key].get(metric)) for metric, _, _ in table) + " |"
             for key, label in (("base", "base model, zero-shot"), ("adapter", "this adapter")) if key in models]
     per_type = models["adapter"].get("per_type", {})
     type_rows = [f"| {TYPE_LABELS.get(kind, kind)} | " + " | ".join(
-        _figure(scores.get(name)) for name in ("precision", "recall", "f1")) + f" | {scores.get('support', '')} |"
+        figure(scores.get(name)) for name in ("precision", "recall", "f1")) + f" | {scores.get('support', '')} |"
         for kind, scores in per_type.items()]
     lines = [
         "## Evaluation", "",
@@ -267,10 +268,6 @@ def evaluation_section(results: dict[str, Any] | None, dataset_type: str, files:
     evaluation_files = [f"`{name}`" for name in files if name.startswith("eval/")]
     lines += [f"Full results in this repo: {', '.join(evaluation_files)}.", ""] if evaluation_files else []
     return "\n".join(lines)
-
-
-def _figure(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def training_section(facts: AdapterCard) -> str:
