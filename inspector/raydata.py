@@ -87,9 +87,11 @@ def run_ray(source, job, pending: list[tuple[int, int]], writer, workers: int | 
         for first in range(start, stop, block_rows):
             last = min(stop, first + block_rows)
             blocks.append(images[first:last].append_column(ROW, pa.array(range(first, last), pa.int64())))
+    # A fixed pool of `actors` actors (`concurrency=` is deprecated since Ray 2.51 for `compute=`).
     results = ray.data.from_arrow(blocks).map_batches(
         JobActor, fn_constructor_args=(job, source.image_column), batch_size=job.batch_rows,
-        batch_format="pyarrow", concurrency=actors, num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0)
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0 if gpus else 1,
+        num_gpus=1 if gpus else 0)
 
     starts = [start for start, _ in pending]
     collected: dict[tuple[int, int], dict[int, dict]] = {span: {} for span in pending}

@@ -1,6 +1,6 @@
 """The whole tiny lifecycle, as the README runs it: pre-trained stand-in, data, fine-tune, evaluate.
 
-Slow (about 8 minutes on 2 CPU cores): `pytest -m slow -n 0 -s tests/test_lifecycle.py`.
+Slow (about 10 minutes on 2 idle CPU cores): `pytest -m slow -n 0 -s tests/test_lifecycle.py`.
 Every step is the README's command in a child process, so what passes here is what a user runs.
 It checks the issue's target: on the held-out split the adapter reaches macro F1 >= 0.6 and
 >= base + 0.4. Its time is printed, not asserted: a slower CPU takes longer, it does not fail
@@ -28,6 +28,13 @@ FAST_CPU_PRECISIONS = {"bf16": ["--precision", "bf16"]}
 if cpu_has_int8_engine():
     FAST_CPU_PRECISIONS["int8"] = ["--precision", "int8"]
     FAST_CPU_PRECISIONS["int8-vision-per-token"] = ["--precision", "int8", "--int8-vision", "per-token"]
+# Measured 2026-12-02 (this test, AVX512-BF16 EPYC): the per-token int8 tower took the adapter from
+# macro F1 0.642 to 0.000 (it answers "none" everywhere), so it stays an opt-in lever, not a default.
+# Strict: the day it keeps the quality this fails, and the README's finding must be revisited.
+PRECISION_PARAMS = [pytest.param(name, marks=pytest.mark.xfail(
+    strict=True, reason="int8 with a scale per token in the tiny's set vision tower loses its perception "
+    "(README, 'The vision tower in int8 with a scale per token')")) if name == "int8-vision-per-token" else name
+    for name in FAST_CPU_PRECISIONS]
 
 
 def run(*command: str, timeout: int = HANG_GUARD_S) -> tuple[str, float]:
@@ -78,7 +85,7 @@ def test_tiny_lifecycle_runs_and_the_adapter_learns_the_answer_format(lifecycle)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fast", list(FAST_CPU_PRECISIONS))
+@pytest.mark.parametrize("fast", PRECISION_PARAMS)
 def test_the_apps_fast_precisions_lose_at_most_one_point_of_macro_f1(lifecycle, fast):
     """Issue 6: quality must not pay for speed (the evaluation rerun in the app's CPU precisions)."""
     full, faster = lifecycle["summary"], lifecycle["fast_summaries"][fast]

@@ -27,6 +27,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from inspector.tasks import DEFAULT_TASK
+
 # Every dataclass a recipe configures, as module:name, imported only to check a recipe's keys.
 RECIPE_SCHEMA = ("train.pretrain_tiny:PretrainConfig", "train.build_dataset:DatasetConfig",
                  "train.finetune:FinetuneConfig", "train.finetune:TrainingConfig", "train.evaluate:EvalConfig",
@@ -37,7 +39,7 @@ RECIPE_SCHEMA = ("train.pretrain_tiny:PretrainConfig", "train.build_dataset:Data
 class TaskFields:
     """The task a data set and an adapter are for (build_dataset.py, finetune.py)."""
 
-    task: str = field(default="degradation", metadata={"help": "a task of inspector.tasks (one recipe per task)"})
+    task: str = field(default=DEFAULT_TASK, metadata={"help": "a task of inspector.tasks (one recipe per task)"})
     task_options: dict[str, Any] | str | None = None  # the task's options (JSON on the command line)
 
     def __post_init__(self) -> None:
