@@ -87,16 +87,27 @@ class BlurEstimate:
 def half_resolution(luma: np.ndarray) -> np.ndarray:
     h, w = (luma.shape[0] // 2) * 2, (luma.shape[1] // 2) * 2
     quarter = luma[:h, :w]
-    return 0.25 * (quarter[0::2, 0::2] + quarter[1::2, 0::2] + quarter[0::2, 1::2] + quarter[1::2, 1::2])
+    # 0.25 * (a + b + c + d), summed in place in the same order (one array, not four).
+    total = quarter[0::2, 0::2] + quarter[1::2, 0::2]
+    total += quarter[0::2, 1::2]
+    total += quarter[1::2, 1::2]
+    if total.dtype.kind != "f":
+        return 0.25 * total
+    total *= 0.25
+    return total
 
 
 def edge_points(luma: np.ndarray, noise_sigma: float = 0.0, min_contrast: float = MIN_CONTRAST,
                 shared: Shared | None = None):
     """Edge points on the wide scale: full-res (row, col), wide gradient (per full-res px), angle."""
     smooth = ndimage.gaussian_filter(shared_for(luma, shared).half(), WIDE_SIGMA / 2.0, truncate=3.0)
-    gy = 0.5 * (smooth[2:, 1:-1] - smooth[:-2, 1:-1])
-    gx = 0.5 * (smooth[1:-1, 2:] - smooth[1:-1, :-2])
-    squared = gx * gx + gy * gy
+    # 0.5 * (a - b) and gx * gx + gy * gy, in place (the same operations).
+    gy = smooth[2:, 1:-1] - smooth[:-2, 1:-1]
+    gy *= 0.5
+    gx = smooth[1:-1, 2:] - smooth[1:-1, :-2]
+    gx *= 0.5
+    squared = gx * gx
+    squared += gy * gy
     # Candidates: on large images, every `stride`-th row is enough (points are capped anyway).
     stride = max(1, int(squared.size // (MAX_POINTS * 25)))
     # Peak of the wide gradient of a step of contrast C blurred by s is C / (sqrt(2 pi) * sqrt(S^2 + s^2));
@@ -369,7 +380,6 @@ def tile_medians(tile_index: np.ndarray, values: np.ndarray, tiles_shape: tuple[
     sorted_tiles, sorted_values = tile_index[order], values[order]
     starts = np.flatnonzero(np.r_[True, sorted_tiles[1:] != sorted_tiles[:-1]])
     counts = np.diff(np.r_[starts, sorted_tiles.size])
-    for start, count in zip(starts, counts):
-        if count >= TILE_MIN_POINTS:
-            out[sorted_tiles[start]] = sorted_values[start + count // 2]
+    enough = counts >= TILE_MIN_POINTS
+    out[sorted_tiles[starts[enough]]] = sorted_values[starts[enough] + counts[enough] // 2]
     return out

@@ -116,7 +116,7 @@ def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarray:
         # times cheaper than indexing every pixel.
         blocks = view[block_rows, block_cols]
     keep = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
-    blocks = blocks[keep].astype(np.float64) - 128.0
+    blocks = np.subtract(blocks[keep], 128.0, dtype=np.float64)
     # DCT8 @ block @ DCT8.T for every block, as two plain matrix products (a batched
     # matmul of 8x8 matrices pays a per-block overhead).
     n = len(blocks)
