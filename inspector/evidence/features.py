@@ -20,8 +20,9 @@ estimator), the other readings tell which case it is. The learned calibration
   deviation left after a plane fit in the flattest 16-px cells at full and half
   resolution (any noise, white or not, where the content is flat).
 
-Cost: a few ms per megapixel on top of the estimators (the binned copy and the cell
-statistics are vectorised; the spectrum reuses 96 lines).
+Cost: a few ms per megapixel on top of the estimators (the cell statistics are
+vectorised; the binned copy, the difference profiles and the difference spectrum of 96
+lines are the estimators' own, shared through `shared.Shared`).
 """
 
 from __future__ import annotations
