@@ -112,8 +112,8 @@ def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarray:
         # Every block: a reshape is much cheaper than gathering them by index.
         blocks = view.reshape(-1, 8, 8)
     else:
-        # Picked from the (rows, cols, 8, 8) view: block rows are copied whole, several
-        # times cheaper than indexing every pixel.
+        # Picked from the (rows, cols, 8, 8) view: each block's rows are copied whole
+        # instead of indexing every pixel (the same array, much cheaper).
         blocks = view[block_rows, block_cols]
     keep = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
     blocks = np.subtract(blocks[keep], 128.0, dtype=np.float64)

@@ -4,7 +4,8 @@ The blur estimator, the resolution estimator and the features each used to compu
 the same intermediate arrays for themselves: the 2x2-binned copy (blur's edge points,
 the features' half-resolution noise), the difference profiles (resolution's pattern
 search and the duplicate share, read twice) and the spectrum of the row differences
-(passband_fall twice, spectral_sigma twice, spectrum_features). `measure` makes one
+(passband_fall in choose_factor and in the features, spectral_sigma in the features and,
+under noise or without edges, in the blur estimator, spectrum_features). `measure` makes one
 `Shared` per image and hands it to each; a function given `shared=None` makes its own,
 so it computes exactly what it computed alone. The arrays are the very ones the
 functions computed before (same operations in the same order): sharing them changes no
