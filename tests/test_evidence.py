@@ -205,6 +205,60 @@ def test_fast_block_paths_equal_the_indexed_definitions():
     assert np.array_equal(cell_blocks(luma, 32, (6, 10), rows, cols), indexed)
 
 
+def test_subset_block_paths_equal_the_indexed_definitions():
+    """Where only some cells (noise) or blocks (JPEG) are read, the blocked view picks the indexed ones."""
+    from inspector.evidence.jpeg import DCT8, MAX_BLOCKS, block_dct
+    from inspector.evidence.noise import cell_blocks, chosen_cells
+
+    luma = (np.random.default_rng(1).random((1100, 1000)) * 250 + 2).astype(np.float32)
+    rows, cols = chosen_cells(luma.shape, 32)
+    assert 0 < rows.size < (1100 // 32) * (1000 // 32)
+    indexed = np.stack([luma[r * 32:r * 32 + 32, c * 32:c * 32 + 32] for r, c in zip(rows, cols)])
+    assert np.array_equal(cell_blocks(luma, 32, (1100 // 32, 1000 // 32), rows, cols), indexed)
+    per_row = 1000 // 8
+    chosen = np.linspace(0, (1100 // 8) * per_row - 1, MAX_BLOCKS).astype(np.int64)
+    blocks = np.stack([luma[(i // per_row) * 8:(i // per_row) * 8 + 8, (i % per_row) * 8:(i % per_row) * 8 + 8]
+                       for i in chosen])
+    expected = (DCT8 @ (blocks.astype(np.float64) - 128.0) @ DCT8.T).reshape(-1, 64)
+    np.testing.assert_allclose(block_dct(luma), expected, atol=1e-9)
+
+
+# A resampling pattern (choose_factor reads the spectrum and the duplicate share), and
+# noise over blur.SPECTRAL_NOISE (the blur estimator reads the spectrum too).
+@pytest.mark.parametrize("spec", [
+    {"low_resolution": {"factor": 2.2, "interpolation": "bicubic"}},
+    {"noise": {"kind": "gaussian", "sigma": 9.0}, "blur": {"kind": "gaussian", "sigma": 1.5}},
+])
+def test_shared_intermediates_change_no_reading(spec):
+    """measure() computes the binned copy, the difference profiles and the difference
+    spectrum once for the estimators and the features (shared.py): each function alone
+    computes the very same values."""
+    from inspector.evidence.blur import estimate_blur
+    from inspector.evidence.features import feature_vector
+    from inspector.evidence.jpeg import estimate_jpeg
+    from inspector.evidence.noise import LUMA_NOISE_GAIN, estimate_noise
+    from inspector.evidence.resolution import estimate_resolution
+    from inspector.evidence.shared import Shared
+
+    luma, _ = luminance(degrade(photo("coffee", 400), spec, seed=5))
+    jpeg = estimate_jpeg(luma)
+    noise = estimate_noise(luma, jpeg.quality)
+    sigma = noise.sigma * LUMA_NOISE_GAIN
+    shared = Shared(luma)
+    readings = []
+    for given in (None, shared):
+        resolution = estimate_resolution(luma, noise_sigma=sigma, shared=given)
+        blur = estimate_blur(luma, sigma, shared=given)
+        features = feature_vector(luma, jpeg, noise, resolution, blur, given)
+        readings.append((resolution, (blur.sigma, blur.total_sigma, blur.confidence, blur.points),
+                         blur.tile_sigma, features))
+    alone, together = readings
+    assert alone[:2] == together[:2]
+    assert np.array_equal(alone[2], together[2], equal_nan=True) and np.array_equal(alone[3], together[3])
+    with pytest.raises(ValueError):
+        estimate_blur(luma.copy(), sigma, shared=shared)
+
+
 # --- synthesis -------------------------------------------------------------------
 
 def test_degrade_keeps_size_mode_and_is_seeded():

@@ -44,6 +44,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import ndtr
 
+from inspector.evidence.shared import Shared, shared_for
+
 # Wide smoothing, in full-resolution px, that the fine gradient is compared with.
 WIDE_SIGMA = 3.0
 # Measured edge sigma (intrinsic sharpness included) -> added Gaussian sigma. Medians
@@ -85,33 +87,50 @@ class BlurEstimate:
 def half_resolution(luma: np.ndarray) -> np.ndarray:
     h, w = (luma.shape[0] // 2) * 2, (luma.shape[1] // 2) * 2
     quarter = luma[:h, :w]
-    return 0.25 * (quarter[0::2, 0::2] + quarter[1::2, 0::2] + quarter[0::2, 1::2] + quarter[1::2, 1::2])
+    # 0.25 * (a + b + c + d), summed in place in the same order (one array, not four).
+    total = quarter[0::2, 0::2] + quarter[1::2, 0::2]
+    total += quarter[0::2, 1::2]
+    total += quarter[1::2, 1::2]
+    if total.dtype.kind != "f":
+        return 0.25 * total
+    total *= 0.25
+    return total
 
 
-def edge_points(luma: np.ndarray, noise_sigma: float = 0.0, min_contrast: float = MIN_CONTRAST):
+def edge_points(luma: np.ndarray, noise_sigma: float = 0.0, min_contrast: float = MIN_CONTRAST,
+                shared: Shared | None = None):
     """Edge points on the wide scale: full-res (row, col), wide gradient (per full-res px), angle."""
-    smooth = ndimage.gaussian_filter(half_resolution(luma), WIDE_SIGMA / 2.0, truncate=3.0)
-    gy = 0.5 * (smooth[2:, 1:-1] - smooth[:-2, 1:-1])
-    gx = 0.5 * (smooth[1:-1, 2:] - smooth[1:-1, :-2])
-    squared = gx * gx + gy * gy
+    smooth = ndimage.gaussian_filter(shared_for(luma, shared).half(), WIDE_SIGMA / 2.0, truncate=3.0)
+    # 0.5 * (a - b) and gx * gx + gy * gy, in place (the same operations).
+    gy = smooth[2:, 1:-1] - smooth[:-2, 1:-1]
+    gy *= 0.5
+    gx = smooth[1:-1, 2:] - smooth[1:-1, :-2]
+    gx *= 0.5
+    squared = gx * gx
+    squared += gy * gy
     # Candidates: on large images, every `stride`-th row is enough (points are capped anyway).
     stride = max(1, int(squared.size // (MAX_POINTS * 25)))
     # Peak of the wide gradient of a step of contrast C blurred by s is C / (sqrt(2 pi) * sqrt(S^2 + s^2));
     # the floor lets through steps up to s = MAX_SIGMA; their contrast is checked later.
     floor = max(min_contrast, NOISE_CONTRAST * noise_sigma) / (np.sqrt(2 * np.pi) * np.hypot(WIDE_SIGMA, MAX_SIGMA))
-    inner = np.zeros(squared.shape, dtype=bool)
-    inner[1:-1:stride, 1:-1] = squared[1:-1:stride, 1:-1] > (2.0 * floor) ** 2
-    rows, cols = np.nonzero(inner)
-    if rows.size > 8 * MAX_POINTS:
-        chosen = np.linspace(0, rows.size - 1, 8 * MAX_POINTS).astype(np.int64)
-        rows, cols = rows[chosen], cols[chosen]
-    angle = np.arctan2(gy[rows, cols], gx[rows, cols])
+    # Candidates in row-major order (as np.nonzero lists them), as flat indices into
+    # `squared`: one index array to gather with, and a neighbour is one addition away.
+    found = np.flatnonzero(squared[1:-1:stride, 1:-1] > (2.0 * floor) ** 2)
+    if found.size > 8 * MAX_POINTS:
+        chosen = np.linspace(0, found.size - 1, 8 * MAX_POINTS).astype(np.int64)
+        found = found[chosen]
+    width = squared.shape[1]
+    sub_rows, sub_cols = np.divmod(found, max(width - 2, 1))
+    rows, cols = 1 + stride * sub_rows, 1 + sub_cols
+    index = rows * width + cols
+    flat_squared = np.ravel(squared)
+    angle = np.arctan2(np.ravel(gy)[index], np.ravel(gx)[index])
     direction = np.round(angle / (np.pi / DIRECTIONS)).astype(np.int64) % DIRECTIONS
-    # Non-maximum suppression along the (quantised) gradient direction, on candidates only.
-    step_y = np.array([0, 1, 1, 1])[direction]
-    step_x = np.array([1, 1, 0, -1])[direction]
-    centre = squared[rows, cols]
-    keep = (centre > squared[rows + step_y, cols + step_x]) & (centre >= squared[rows - step_y, cols - step_x])
+    # Non-maximum suppression along the (quantised) gradient direction, on candidates
+    # only: the neighbour (step_y, step_x) = (0, 1), (1, 1), (1, 0), (1, -1) per direction.
+    step = np.array([1, width + 1, width, width - 1])[direction]
+    centre = flat_squared[index]
+    keep = (centre > flat_squared[index + step]) & (centre >= flat_squared[index - step])
     rows, cols, angle, centre = rows[keep], cols[keep], angle[keep], centre[keep]
     if rows.size > MAX_POINTS:
         # A regular subset keeps the spatial spread and bounds the cost on large images.
@@ -131,16 +150,33 @@ def fine_gradient(luma: np.ndarray, rows: np.ndarray, cols: np.ndarray, angle: n
     """
     # Rows/cols -1..2 around the point, plus one for the differences and one per filter tap.
     margin = 2 if prefilter else 1
-    padded = np.pad(luma, 4, mode="reflect")
-    offsets = np.arange(-1 - margin, 3 + margin) + 4
-    windows = padded[(rows[:, None, None] + offsets[None, :, None]), (cols[:, None, None] + offsets[None, None, :])]
+    offsets = np.arange(-1 - margin, 3 + margin)
+    height, width = luma.shape
+    # Windows as (window row, window col, point): the points on the last axis make every
+    # step below one long vectorised loop instead of thousands of 4-px ones.
+    if min(height, width) > 4:
+        # The pixels of np.pad(luma, 4, mode="reflect") at the windows, without padding
+        # (copying) the whole image: indices reflected about the first and last row/column.
+        row_index = reflect_index(offsets[:, None] + rows[None, :], height)
+        col_index = reflect_index(offsets[:, None] + cols[None, :], width)
+        windows = np.ravel(luma)[row_index[:, None, :] * width + col_index[None, :, :]]
+    else:
+        padded = np.pad(luma, 4, mode="reflect")
+        windows = padded[offsets[:, None, None] + rows[None, None, :] + 4,
+                         offsets[None, :, None] + cols[None, None, :] + 4]
     if prefilter:
+        windows = 0.25 * (windows[:-2] + 2.0 * windows[1:-1] + windows[2:])
         windows = 0.25 * (windows[:, :-2] + 2.0 * windows[:, 1:-1] + windows[:, 2:])
-        windows = 0.25 * (windows[:, :, :-2] + 2.0 * windows[:, :, 1:-1] + windows[:, :, 2:])
-    gy = 0.5 * (windows[:, 2:, 1:-1] - windows[:, :-2, 1:-1])
-    gx = 0.5 * (windows[:, 1:-1, 2:] - windows[:, 1:-1, :-2])
-    along = np.abs(gx * np.cos(angle)[:, None, None] + gy * np.sin(angle)[:, None, None])
-    return along.max(axis=(1, 2))
+    gy = 0.5 * (windows[2:, 1:-1] - windows[:-2, 1:-1])
+    gx = 0.5 * (windows[1:-1, 2:] - windows[1:-1, :-2])
+    along = np.abs(gx * np.cos(angle) + gy * np.sin(angle))
+    return along.max(axis=(0, 1))
+
+
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Where np.pad's "reflect" mode reads index `index` (-(size-1) .. 2*(size-1)) of an axis of `size`."""
+    index = np.abs(index)
+    return np.where(index > size - 1, 2 * (size - 1) - index, index)
 
 
 def binomial_3x3(luma: np.ndarray) -> np.ndarray:
@@ -151,7 +187,7 @@ def binomial_3x3(luma: np.ndarray) -> np.ndarray:
 
 
 def point_ratios(luma: np.ndarray, noise_sigma: float = 0.0, prefilter: bool = False,
-                 min_contrast: float = MIN_CONTRAST, isolated_only: bool = True):
+                 min_contrast: float = MIN_CONTRAST, isolated_only: bool = True, shared: Shared | None = None):
     """Edge points, their fine/wide gradient ratio and direction bin.
 
     With `isolated_only`, points must be steps: the luminance ISOLATION_SPAN px to either
@@ -159,7 +195,7 @@ def point_ratios(luma: np.ndarray, noise_sigma: float = 0.0, prefilter: bool = F
     texture fail this (they break the single-step model the ratio relies on; under
     motion blur they read far too sharp).
     """
-    rows, cols, wide, angle = edge_points(luma, noise_sigma, min_contrast)
+    rows, cols, wide, angle = edge_points(luma, noise_sigma, min_contrast, shared)
     direction = np.round(angle / (np.pi / DIRECTIONS)).astype(np.int64) % DIRECTIONS
     if rows.size == 0:
         return rows, cols, np.zeros(0), direction
@@ -229,14 +265,17 @@ def added_blur(total: np.ndarray | float) -> np.ndarray:
     return np.where(total > CALIBRATION_MEASURED[-1], beyond, inside)
 
 
-def estimate_blur(luma: np.ndarray, noise_sigma_luma: float = 0.0, tile: int = 64) -> BlurEstimate:
+def estimate_blur(luma: np.ndarray, noise_sigma_luma: float = 0.0, tile: int = 64,
+                  shared: Shared | None = None) -> BlurEstimate:
+    """The added blur (edges, and the spectrum under noise); `shared`: this image's shared intermediates."""
+    shared = shared_for(luma, shared)
     prefilter = noise_sigma_luma > PREFILTER_NOISE
-    rows, cols, ratio, direction = point_ratios(luma, noise_sigma_luma, prefilter)
+    rows, cols, ratio, direction = point_ratios(luma, noise_sigma_luma, prefilter, shared=shared)
     tiles_shape = (max(1, luma.shape[0] // tile), max(1, luma.shape[1] // tile))
     tile_sigma = np.full(tiles_shape, np.nan)
     use_spectrum = noise_sigma_luma > SPECTRAL_NOISE or rows.size < MIN_EDGE_POINTS
     # The spectrum reads the Gaussian sigma directly (a sharp photo: about 0.3 px).
-    spectral = float(np.sqrt(max(spectral_sigma(luma, noise_sigma_luma) ** 2 - SPECTRAL_INTRINSIC**2, 0.0))) \
+    spectral = float(np.sqrt(max(spectral_sigma(luma, noise_sigma_luma, shared) ** 2 - SPECTRAL_INTRINSIC**2, 0.0))) \
         if use_spectrum else 0.0
     if rows.size < 8:
         # No edge to read: the spectrum is all there is (0 without noise: a flat image).
@@ -298,7 +337,7 @@ def worst_direction(total, direction, tile_index, tiles_shape) -> tuple[float, i
     return worst, support
 
 
-def spectral_sigma(luma: np.ndarray, noise_sigma: float = 0.0) -> float:
+def spectral_sigma(luma: np.ndarray, noise_sigma: float = 0.0, shared: Shared | None = None) -> float:
     """Gaussian sigma from the fall of the difference spectrum, the noise's share removed.
 
     A photo's first differences have a roughly flat spectrum; a Gaussian blur multiplies
@@ -311,7 +350,7 @@ def spectral_sigma(luma: np.ndarray, noise_sigma: float = 0.0) -> float:
 
     if min(luma.shape) < 32:
         return 0.0
-    frequency, power = row_spectrum(luma, 0.0)
+    frequency, power = row_spectrum(luma, 0.0, shared=shared)
     window_power = power  # noise-free reference level comes from the low frequencies
     noise = row_spectrum_noise(frequency, noise_sigma)
     signal = power - noise
@@ -343,7 +382,6 @@ def tile_medians(tile_index: np.ndarray, values: np.ndarray, tiles_shape: tuple[
     sorted_tiles, sorted_values = tile_index[order], values[order]
     starts = np.flatnonzero(np.r_[True, sorted_tiles[1:] != sorted_tiles[:-1]])
     counts = np.diff(np.r_[starts, sorted_tiles.size])
-    for start, count in zip(starts, counts):
-        if count >= TILE_MIN_POINTS:
-            out[sorted_tiles[start]] = sorted_values[start + count // 2]
+    enough = counts >= TILE_MIN_POINTS
+    out[sorted_tiles[starts[enough]]] = sorted_values[starts[enough] + counts[enough] // 2]
     return out

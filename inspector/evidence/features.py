@@ -20,18 +20,20 @@ estimator), the other readings tell which case it is. The learned calibration
   deviation left after a plane fit in the flattest 16-px cells at full and half
   resolution (any noise, white or not, where the content is flat).
 
-Cost: a few ms per megapixel on top of the estimators (the binned copy and the cell
-statistics are vectorised; the spectrum reuses 96 lines).
+Cost: a few ms per megapixel on top of the estimators (the cell statistics are
+vectorised; the binned copy, the difference profiles and the difference spectrum of 96
+lines are the estimators' own, shared through `shared.Shared`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from inspector.evidence.blur import BlurEstimate, half_resolution, spectral_sigma
+from inspector.evidence.blur import BlurEstimate, spectral_sigma
 from inspector.evidence.jpeg import JpegEstimate
 from inspector.evidence.noise import LUMA_NOISE_GAIN, NoiseEstimate, noise_cells
 from inspector.evidence.resolution import ResolutionEstimate, duplicate_share, passband_fall, row_spectrum
+from inspector.evidence.shared import Shared, shared_for
 
 # Bands of 0.025 cycles/px: an upscaling's cliff at 0.5/f must fall inside one band and
 # not be averaged with the pass band (f = 2.5 puts it at 0.2, f = 4 at 0.125).
@@ -53,12 +55,17 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 
 def feature_vector(luma: np.ndarray, jpeg: JpegEstimate, noise: NoiseEstimate, resolution: ResolutionEstimate,
-                   blur: BlurEstimate) -> np.ndarray:
-    """The features of one image, in FEATURE_NAMES order (float64, finite)."""
+                   blur: BlurEstimate, shared: Shared | None = None) -> np.ndarray:
+    """The features of one image, in FEATURE_NAMES order (float64, finite).
+
+    `shared` (the one the estimators used) saves recomputing the binned copy, the
+    difference profiles and the difference spectrum; the values are the same without it.
+    """
+    shared = shared_for(luma, shared)
     noise_luma = noise.sigma * LUMA_NOISE_GAIN
     cells = noise.cell_sigma[np.isfinite(noise.cell_sigma)]
     cell_quantiles = np.percentile(cells, (10, 30, 50)) if cells.size else np.zeros(3)
-    half = half_resolution(luma)
+    half = shared.half()
     mask_half = noise_cells(half)[0]
     mask_half = mask_half[np.isfinite(mask_half)]
     # White noise halves under a 2x2 mean: doubled, the half-resolution reading is
@@ -67,21 +74,21 @@ def feature_vector(luma: np.ndarray, jpeg: JpegEstimate, noise: NoiseEstimate, r
     flat_full = flat_cell_std(luma)
     flat_half = flat_cell_std(half)
     nu = resolution.frequency
-    fall = passband_fall(luma, nu, noise_luma) if 0.05 < nu < 0.5 else 0.0
+    fall = passband_fall(luma, nu, noise_luma, shared) if 0.05 < nu < 0.5 else 0.0
     values = [
         jpeg.quality, JPEG_SOURCES.get(jpeg.source, 0.0), jpeg.confidence,
         noise.sigma, 1.0 if noise.method == "dct" else 0.0, noise.confidence, *cell_quantiles,
         noise_half, *(flat_full / LUMA_NOISE_GAIN), *(2.0 * flat_half / LUMA_NOISE_GAIN),
-        blur.sigma, blur.total_sigma, spectral_sigma(luma, noise_luma), np.log1p(blur.points), blur.confidence,
-        resolution.factor, min(resolution.strength, 50.0), nu, fall, duplicate_share(luma),
-        *spectrum_features(luma, noise_luma),
+        blur.sigma, blur.total_sigma, spectral_sigma(luma, noise_luma, shared), np.log1p(blur.points),
+        blur.confidence, resolution.factor, min(resolution.strength, 50.0), nu, fall, duplicate_share(luma, shared),
+        *spectrum_features(luma, noise_luma, shared),
         np.log(max(2, min(luma.shape))),
     ]
     out = np.asarray(values, dtype=np.float64)
     return np.where(np.isfinite(out), out, 0.0)
 
 
-def spectrum_features(luma: np.ndarray, noise_sigma: float) -> np.ndarray:
+def spectrum_features(luma: np.ndarray, noise_sigma: float, shared: Shared | None = None) -> np.ndarray:
     """Band levels of the difference spectrum, a Gaussian fit of its fall, and its cliff.
 
     - Band levels: log10 of the median power per band against the lowest band (the
@@ -96,7 +103,7 @@ def spectrum_features(luma: np.ndarray, noise_sigma: float) -> np.ndarray:
     count = len(SPECTRUM_EDGES) - 2
     if min(luma.shape) < 32:
         return np.zeros(count + 4)
-    frequency, power = row_spectrum(luma, noise_sigma)
+    frequency, power = row_spectrum(luma, noise_sigma, shared=shared)
     levels, centres = [], []
     for low, high in zip(SPECTRUM_EDGES[:-1], SPECTRUM_EDGES[1:]):
         chosen = (frequency >= low) & (frequency < high + 1e-9)

@@ -107,15 +107,16 @@ def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarray:
     count = rows * cols
     chosen = np.linspace(0, count - 1, min(count, max_blocks)).astype(np.int64)
     block_rows, block_cols = chosen // cols, chosen % cols
+    view = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
     if chosen.size == count:
         # Every block: a reshape is much cheaper than gathering them by index.
-        blocks = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+        blocks = view.reshape(-1, 8, 8)
     else:
-        offsets = np.arange(8)
-        blocks = luma[(block_rows * 8)[:, None, None] + offsets[None, :, None],
-                      (block_cols * 8)[:, None, None] + offsets[None, None, :]]
+        # Picked from the (rows, cols, 8, 8) view: each block's rows are copied whole
+        # instead of indexing every pixel (the same array, much cheaper).
+        blocks = view[block_rows, block_cols]
     keep = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
-    blocks = blocks[keep].astype(np.float64) - 128.0
+    blocks = np.subtract(blocks[keep], 128.0, dtype=np.float64)
     # DCT8 @ block @ DCT8.T for every block, as two plain matrix products (a batched
     # matmul of 8x8 matrices pays a per-block overhead).
     n = len(blocks)

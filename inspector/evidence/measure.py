@@ -31,6 +31,7 @@ from inspector.evidence.jpeg import estimate_jpeg, ijg_table, luma_table
 from inspector.evidence.learned import load_calibration, predict_readings
 from inspector.evidence.noise import CELL, LUMA_NOISE_GAIN, estimate_noise
 from inspector.evidence.resolution import ResolutionEstimate, estimate_resolution
+from inspector.evidence.shared import Shared
 from inspector.taxonomy import BANDS, severity_from_parameter
 
 DEFAULT_TILE = 64
@@ -161,8 +162,11 @@ def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: 
     noise = estimate_noise(luma, jpeg.quality, table)
     noise_luma = noise.sigma * LUMA_NOISE_GAIN
     jpeg_grid = jpeg.source != "none" and jpeg.quality < JPEG_GRID_QUALITY
-    resolution = estimate_resolution(luma, jpeg_present=jpeg_grid, noise_sigma=noise_luma)
-    blur = estimate_blur(luma, noise_luma, tile)
+    # The binned copy, difference profiles and difference spectrum, made once for the
+    # resolution and blur estimators and the features (shared.py).
+    shared = Shared(luma)
+    resolution = estimate_resolution(luma, jpeg_present=jpeg_grid, noise_sigma=noise_luma, shared=shared)
+    blur = estimate_blur(luma, noise_luma, tile, shared=shared)
     degradations = [
         blur_reading(blur, resolution),
         reading("noise", noise.sigma, noise.confidence),
@@ -173,7 +177,7 @@ def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: 
                "blur_points": blur.points, "resolution_strength": resolution.strength,
                "resolution_frequency": resolution.frequency,
                "estimators": {d.type: round(float(d.estimate), 3) for d in degradations}}
-    features = feature_vector(luma, jpeg, noise, resolution, blur)
+    features = feature_vector(luma, jpeg, noise, resolution, blur, shared)
     details["features"] = features
     models = load_calibration() if calibrated else None
     if models is not None:

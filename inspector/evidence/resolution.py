@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from inspector.evidence.shared import Shared, shared_for
+
 # Frequencies searched, cycles/px: factors from 1.12 to about 9.
 BAND = (0.105, 0.5)
 # Joint (both axes) peak height over its local background to call a pattern.
@@ -59,8 +61,9 @@ def difference_profiles(luma: np.ndarray, axis: int) -> list[np.ndarray]:
     step = max(1, lines.shape[0] // PROFILE_LINES)
     lines = np.ascontiguousarray(lines[::step])
     first = lines[:, 1:] - lines[:, :-1]
-    second = np.abs(first[:, 1:] - first[:, :-1])
-    return [np.abs(first).mean(axis=0), second.mean(axis=0)]
+    second = first[:, 1:] - first[:, :-1]
+    # abs in place: the same values without two more temporaries.
+    return [np.abs(first, out=first).mean(axis=0), np.abs(second, out=second).mean(axis=0)]
 
 
 def profile_spectrum(profile: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,13 +84,14 @@ def profile_spectrum(profile: np.ndarray, size: int) -> tuple[np.ndarray, np.nda
     return frequency, spectrum / (background + floor)
 
 
-def periodic_peak(luma: np.ndarray, jpeg_present: bool) -> tuple[float, float]:
+def periodic_peak(luma: np.ndarray, jpeg_present: bool, shared: Shared | None = None) -> tuple[float, float]:
     """(frequency, strength) of the strongest pattern present along both axes."""
+    shared = shared_for(luma, shared)
     size = 4096
     axis_scores = []
     for axis in (1, 0):
         scores = None
-        for profile in difference_profiles(luma, axis):
+        for profile in shared.profiles(axis):
             frequency, score = profile_spectrum(profile, size)
             scores = score if scores is None else np.maximum(scores, score)
         # The two axes have different lengths, so their peaks may sit a bin or two apart.
@@ -111,23 +115,40 @@ def periodic_peak(luma: np.ndarray, jpeg_present: bool) -> tuple[float, float]:
     return nu, strength
 
 
-def row_spectrum(luma: np.ndarray, noise_sigma: float = 0.0, length: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Mean power spectrum of the first differences along rows and columns, noise removed.
+def line_powers(luma: np.ndarray, length: int = 512) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
+    """Frequencies, and per axis (rows, then columns) the mean power spectrum of the first
+    differences with its Hann window's energy: `row_spectrum` before the noise comes off.
 
-    A central stretch of `length` px of SPECTRUM_LINES rows (and columns) is enough;
-    the expected spectrum of white noise of `noise_sigma` is subtracted.
+    A central stretch of `length` px of SPECTRUM_LINES rows (and columns) is enough.
     """
-    total = 0.0
+    frequency = np.fft.rfftfreq(length)
+    per_axis = []
     for lines in (luma, luma.T):
         n = min(length, lines.shape[1] - 1)
         start = (lines.shape[1] - 1 - n) // 2
         step = max(1, lines.shape[0] // SPECTRUM_LINES)
-        diffs = np.diff(lines[::step], axis=1)[:, start: start + n]
+        # Only the central stretch is differenced (the same values as differencing the
+        # whole line and cutting the stretch out).
+        stretch = lines[::step, start: start + n + 1]
+        diffs = stretch[:, 1:] - stretch[:, :-1]
         diffs = diffs - diffs.mean(axis=1, keepdims=True)
         window = np.hanning(n)
         power = (np.abs(np.fft.rfft(diffs * window, n=length, axis=1)) ** 2).mean(axis=0)
-        frequency = np.fft.rfftfreq(length)
-        noise = (window**2).sum() * 2.0 * noise_sigma**2 * (1.0 - np.cos(2 * np.pi * frequency))
+        per_axis.append((power, (window**2).sum()))
+    return frequency, per_axis
+
+
+def row_spectrum(luma: np.ndarray, noise_sigma: float = 0.0, length: int = 512,
+                 shared: Shared | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power spectrum of the first differences along rows and columns, noise removed.
+
+    The spectra (`line_powers`) are computed once per image (`shared`); the expected
+    spectrum of white noise of `noise_sigma` is subtracted from each axis's.
+    """
+    frequency, per_axis = shared_for(luma, shared).line_powers(length)
+    total = 0.0
+    for power, window_energy in per_axis:
+        noise = window_energy * 2.0 * noise_sigma**2 * (1.0 - np.cos(2 * np.pi * frequency))
         total = total + np.maximum(power - noise, 1e-3 * power)
     return frequency, total
 
@@ -137,11 +158,12 @@ def band_power(frequency, power, low, high) -> float:
     return float(power[chosen].mean()) if chosen.any() else float("nan")
 
 
-def duplicate_share(luma: np.ndarray) -> float:
+def duplicate_share(luma: np.ndarray, shared: Shared | None = None) -> float:
     """Share of columns/rows whose difference to the next is far below the typical one."""
+    shared = shared_for(luma, shared)
     shares = []
     for axis in (1, 0):
-        profile = difference_profiles(luma, axis)[0]
+        profile = shared.profiles(axis)[0]
         level = np.percentile(profile, 90)
         shares.append(float(np.mean(profile < 0.35 * level)) if level > 0 else 0.0)
     return float(np.mean(shares))
@@ -155,11 +177,11 @@ FALL_FOR_LARGER = 0.9
 DUPLICATES_FOR_LARGER = 0.58
 
 
-def passband_fall(luma: np.ndarray, nu: float, noise_sigma: float = 0.0) -> float:
+def passband_fall(luma: np.ndarray, nu: float, noise_sigma: float = 0.0, shared: Shared | None = None) -> float:
     """Decades from the pass band of 1/nu to the band between the two candidates' cut-offs."""
     big, small = 1.0 / nu, 1.0 / (1.0 - nu)
     cut_big, cut_small = 0.5 / big, 0.5 / small
-    frequency, power = row_spectrum(luma, noise_sigma)
+    frequency, power = row_spectrum(luma, noise_sigma, shared=shared)
     passband = band_power(frequency, power, 0.03, 0.8 * cut_big)
     between = band_power(frequency, power, 1.15 * cut_big, max(0.85 * cut_small, 1.15 * cut_big + 0.01))
     if not (np.isfinite(passband) and np.isfinite(between)) or between <= 0:
@@ -167,23 +189,27 @@ def passband_fall(luma: np.ndarray, nu: float, noise_sigma: float = 0.0) -> floa
     return float(np.log10(passband / between))
 
 
-def choose_factor(luma: np.ndarray, nu: float, noise_sigma: float = 0.0) -> float:
+def choose_factor(luma: np.ndarray, nu: float, noise_sigma: float = 0.0, shared: Shared | None = None) -> float:
     """The factor behind a pattern at `nu`: 1/nu (>= 2) or 1/(1-nu) (< 2)."""
     big, small = 1.0 / nu, 1.0 / (1.0 - nu)
     if abs(big - small) < 0.05:
         return big
-    if duplicate_share(luma) > DUPLICATES_FOR_LARGER:
+    shared = shared_for(luma, shared)
+    if duplicate_share(luma, shared) > DUPLICATES_FOR_LARGER:
         return big
-    return big if passband_fall(luma, nu, noise_sigma) > FALL_FOR_LARGER else small
+    return big if passband_fall(luma, nu, noise_sigma, shared) > FALL_FOR_LARGER else small
 
 
-def estimate_resolution(luma: np.ndarray, jpeg_present: bool = False, noise_sigma: float = 0.0) -> ResolutionEstimate:
+def estimate_resolution(luma: np.ndarray, jpeg_present: bool = False, noise_sigma: float = 0.0,
+                        shared: Shared | None = None) -> ResolutionEstimate:
+    """The upscaling factor (1.0: none found); `shared`: this image's shared intermediates."""
     if min(luma.shape) < 32:
         return ResolutionEstimate(1.0, 0.2, 0.0, 0.0)
-    nu, strength = periodic_peak(luma, jpeg_present)
+    shared = shared_for(luma, shared)
+    nu, strength = periodic_peak(luma, jpeg_present, shared)
     if strength < MIN_STRENGTH:
         confidence = float(np.clip(1.1 - 0.2 * max(strength, 0.0), 0.5, 0.95))
         return ResolutionEstimate(1.0, confidence, strength, nu)
-    factor = choose_factor(luma, nu, noise_sigma)
+    factor = choose_factor(luma, nu, noise_sigma, shared)
     confidence = float(np.clip(0.5 + 0.15 * (strength - MIN_STRENGTH), 0.5, 0.95))
     return ResolutionEstimate(factor, confidence, strength, nu)
