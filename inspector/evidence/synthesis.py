@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES, check_severity, check_type, parameter_range
 
@@ -148,6 +148,10 @@ def motion_kernel(length: float, angle_deg: float, samples_per_px: int = 16) -> 
 
 
 def convolve_reflect(pixels: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    # Imported here: scipy.signal takes most of a second to import, which every process that
+    # only measures (a batch worker, the CLI's analyze, the app) would pay for synthesis it never runs.
+    from scipy import signal
+
     pad_y, pad_x = kernel.shape[0] // 2, kernel.shape[1] // 2
     padded = np.pad(pixels, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect")
     out = signal.fftconvolve(padded, kernel[:, :, None].astype(np.float32), mode="valid", axes=(0, 1))
