@@ -23,10 +23,12 @@ RECIPE = str(ROOT / "train" / "recipes" / "tiny.yaml")
 TARGET_ADAPTER_MACRO_F1 = 0.6  # the target
 TARGET_GAIN_OVER_BASE = 0.4
 # The CPU precisions the app picks (inspector.device.choose_runtime): bf16, int8 where PyTorch has its
-# engine, and the opt-in lever of int8 in the vision tower too with a scale per token (INSPECTOR_INT8_VISION).
+# engine, and the opt-in levers of INSPECTOR_INT8_VISION: the tower in bf16 beside an int8 language
+# model, or in int8 too with a scale per token.
 FAST_CPU_PRECISIONS = {"bf16": ["--precision", "bf16"]}
 if cpu_has_int8_engine():
     FAST_CPU_PRECISIONS["int8"] = ["--precision", "int8"]
+    FAST_CPU_PRECISIONS["int8-bf16-vision"] = ["--precision", "int8", "--int8-vision", "bf16"]
     FAST_CPU_PRECISIONS["int8-vision-per-token"] = ["--precision", "int8", "--int8-vision", "per-token"]
 # Measured 2026-12-02 (this test, AVX512-BF16 EPYC): the per-token int8 tower took the adapter from
 # macro F1 0.642 to 0.000 (it answers "none" everywhere), so it stays an opt-in lever, not a default.
