@@ -43,7 +43,7 @@ def run(*command: str) -> str:
 def main(shape: str, steps: int, batch_size: int, work: Path) -> dict:
     import torch
 
-    from inspector.bench import machine
+    from inspector.device import machine
     from inspector.tiny import build_2b_shaped, build_tiny
 
     cuda = torch.cuda.is_available()

@@ -59,7 +59,7 @@ def schemes(mlp: torch.nn.Module, compile_too: bool) -> dict[str, torch.nn.Modul
 
 
 def main(tokens: int, compile_too: bool) -> dict:
-    from inspector.bench import cpu_model
+    from inspector.device import cpu_model
     from inspector.device import cpu_kind
 
     torch.manual_seed(0)

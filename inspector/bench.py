@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -130,8 +129,8 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
     from transformers import Qwen2VLForConditionalGeneration
 
     from inspector.device import Runtime, compute_dtype
-    from inspector.model import ADAPTER_NAME, load_base, quantize_int8
-    from inspector.model import LANGUAGE_LORA_TARGETS
+    from inspector.model import ADAPTER_NAME, LANGUAGE_LORA_TARGETS, load_base
+    from inspector.quantize import quantize_int8
     from inspector.tiny import build_2b_shaped, qwen2_vl_2b_config
 
     if shape != "2b":
@@ -266,47 +265,10 @@ def time_prefill_decode(inspector, photo: Path, new_tokens: int = 32) -> dict:
     return {"prefill_s": round(steps[0] - started, 2), "decode_tokens_per_s": round(1 / decode_s, 2)}
 
 
-def matmul_gflops(seconds: float = 0.3) -> dict:
-    """bf16 and fp32 matmul rates on this CPU: where bf16 is emulated it is the slower one.
-
-    Each rate repeats one prefill-sized matmul for about `seconds` (at least once after a warm-up),
-    so the probe costs about five seconds where bf16 runs at 0.5 GFLOPS, not minutes."""
-    rates = {}
-    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        left, right = torch.randn(256, 1536, dtype=dtype), torch.randn(1536, 1536, dtype=dtype)
-        left @ right
-        calls, started = 0, time.perf_counter()
-        while calls == 0 or time.perf_counter() - started < seconds:
-            left @ right
-            calls += 1
-        rates[f"matmul_gflops_{name}"] = round(calls * 2 * 256 * 1536 * 1536 / (time.perf_counter() - started) / 1e9, 1)
-    return rates
-
-
 def peak_memory_gb() -> dict:
     if torch.cuda.is_available():
         return {"peak_vram_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
     return {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), since the same 2 vCPUs run at very different rates."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def machine() -> str:
-    from inspector.device import cpu_kind
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()} {os.cpu_count()} CPUs, {cpu_model()} ({cpu_kind()}; torch dispatch "
-            f"{torch.backends.cpu.get_cpu_capability()}), {gpu}, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads")
 
 
 def run_bench(shape: str = "2b", image: str | None = None, keys: str | None = None) -> dict:
@@ -321,7 +283,7 @@ def run_bench(shape: str = "2b", image: str | None = None, keys: str | None = No
 
 
 def _run_bench(shape: str, image: str | None, planned: list[Setting], work: Path) -> dict:
-    from inspector.device import cpu_kind
+    from inspector.device import cpu_kind, machine, matmul_gflops
     from inspector.tiny import build_tiny
 
     tiny = build_tiny(work / "tiny")

@@ -8,7 +8,7 @@
   prefill time and tripled decode speed against fp32 (DESIGN.md). Elsewhere int8: the
   weights of the language model's Linear layers in int8 per output channel, activations
   quantized per call (PyTorch dynamic quantization, fbgemm/oneDNN kernels), the vision
-  tower in fp32 (`inspector.model.quantize_int8` says why). Without native bf16 a bf16
+  tower in fp32 (`inspector.quantize.quantize_int8` says why). Without native bf16 a bf16
   matmul is converted on the fly (46 GFLOPS against 143 for fp32 on the AVX-512 VNNI
   Xeon here), while an int8 Linear of the 2B's MLP shape ran 5x faster than fp32 at one
   token and 2.7x at 220 (`python -m inspector bench` measures the whole report).
@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -181,3 +184,42 @@ def choose_runtime(device: str | None = None, precision: str | None = None) -> R
         runtime = Runtime(device, "fp32", f"{why_device}; neither native bf16 nor an int8 engine")
     log.info("runtime: %s", runtime.describe())
     return runtime
+
+
+# -- what a benchmark records of the machine
+
+
+def matmul_gflops(seconds: float = 0.3) -> dict:
+    """bf16 and fp32 matmul rates on this CPU: where bf16 is emulated it is the slower one.
+
+    Each rate repeats one prefill-sized matmul for about `seconds` (at least once after a warm-up),
+    so the probe costs about five seconds where bf16 runs at 0.5 GFLOPS, not minutes."""
+    rates = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        left, right = torch.randn(256, 1536, dtype=dtype), torch.randn(1536, 1536, dtype=dtype)
+        left @ right
+        calls, started = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - started < seconds:
+            left @ right
+            calls += 1
+        rates[f"matmul_gflops_{name}"] = round(calls * 2 * 256 * 1536 * 1536 / (time.perf_counter() - started) / 1e9, 1)
+    return rates
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), since the same 2 vCPUs run at very different rates."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    """One line naming this machine for a benchmark or evaluation record: CPU, its kind, GPU, torch."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()} {os.cpu_count()} CPUs, {cpu_model()} ({cpu_kind()}; torch dispatch "
+            f"{torch.backends.cpu.get_cpu_capability()}), {gpu}, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads")

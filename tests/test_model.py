@@ -233,7 +233,8 @@ def test_int8_of_the_vision_tower_is_opt_in_with_a_scale_per_token_or_per_tensor
     from torchao.quantization import Int8Tensor
 
     from inspector.device import Runtime
-    from inspector.model import load_base, quantize_int8
+    from inspector.model import load_base
+    from inspector.quantize import quantize_int8
 
     counts, kinds = {}, {}
     for vision in (None, "per-token", "per-tensor"):
@@ -256,7 +257,7 @@ def test_int8_with_a_bf16_vision_tower_keeps_the_tower_unquantized_in_bf16_and_s
     """`int8_vision="bf16"` (for CPUs with native bf16): the language model in int8 as ever, the tower
     unquantized and in bf16, its fp32 input and output cast by transformers' Qwen2-VL; the logits of
     base and adapter rows stay near those of int8 with an fp32 tower, through the shared vision pass."""
-    from inspector.model import vision_tower
+    from inspector.quantize import vision_tower
     from inspector.prompts import build_inputs
     from inspector.vision import image_features
 
@@ -291,7 +292,8 @@ def test_per_token_int8_of_the_vision_tower_keeps_its_output_close_where_one_sca
     """A token a thousand times louder than the others: one scale per tensor rounds the quiet
     tokens to zero, a scale per token keeps them (the reason for the per-token scheme)."""
     from inspector.device import Runtime
-    from inspector.model import load_base, quantize_int8
+    from inspector.model import load_base
+    from inspector.quantize import quantize_int8
 
     towers = {}
     for vision in (None, "per-token", "per-tensor"):
@@ -316,7 +318,8 @@ def test_int8_from_a_bf16_checkpoint_widens_layer_by_layer_and_frees_what_it_swa
     import weakref
 
     from inspector.device import Runtime
-    from inspector.model import load_base, quantize_int8
+    from inspector.model import load_base
+    from inspector.quantize import quantize_int8
 
     model, processor = load_base(str(tiny_model), runtime=Runtime("cpu", "bf16", "test"))
     model.save_pretrained(tmp_path / "bf16")

@@ -67,7 +67,7 @@ class EvalConfig(ModelFields):
 def main(config: EvalConfig) -> dict:
     from datasets import load_from_disk
 
-    from inspector.bench import machine
+    from inspector.device import machine
     from inspector.hub import resolve_adapter
     from inspector.model import DEFAULT_VISUAL_TOKENS, Inspector, InspectorConfig
 
