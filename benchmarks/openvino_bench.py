@@ -67,7 +67,7 @@ def load_average() -> float:
 
 def matmul_gflops(seconds: float = 0.3) -> dict:
     """The machine's speed at the time (shared vCPUs): bf16 and fp32 matmul rates, as the bench's
-    `inspector.bench.matmul_gflops` (copied: that module is not importable from the export env)."""
+    `inspector.device.matmul_gflops` (copied: the project is not installed in the export env)."""
     import torch
 
     rates = {}
