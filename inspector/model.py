@@ -22,8 +22,7 @@ from inspector.generation import GREEDY_DECODING
 from inspector.hub import Unavailable, explain_hub_error, is_local, prepare_hub, resolve_adapter
 from inspector.images import load_image
 from inspector.prompts import build_task_inputs
-# CPU int8 (its own module; re-exported here, where the loading path uses it)
-from inspector.quantize import INT8_VISION_SCHEMES, VISION_MODULE, quantize_int8, vision_tower  # noqa: F401
+from inspector.quantize import INT8_VISION_SCHEMES, quantize_int8
 from inspector.vision import image_features
 
 log = logging.getLogger(__name__)

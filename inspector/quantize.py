@@ -93,7 +93,7 @@ def quantize_vision_per_token(model) -> list[str]:
     """
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    tower = next(module for name, module in model.named_modules() if name.split(".")[-1] == VISION_MODULE)
+    tower = vision_tower(model)
     names = [name for name, module in tower.named_modules() if type(module) is torch.nn.Linear]
     quantize_(tower, Int8DynamicActivationInt8WeightConfig(),
               filter_fn=lambda module, name: type(module) is torch.nn.Linear and ".lora_" not in name)
