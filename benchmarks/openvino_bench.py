@@ -182,7 +182,8 @@ def measure(work: Path, model_dir: Path, repeats: int = REPEATS, inputs: list[st
     pipe = genai.VLMPipeline(str(model_dir), "CPU", adapters=genai.AdapterConfig(adapter), **properties)
     results = {"model": str(model_dir), "openvino": ov.__version__, "openvino_genai": genai.__version__,
                "load_s": round(time.perf_counter() - started, 1), "adapter_alpha": alpha,
-               "inference_precision_hint": precision_hint or "default (bf16 on this CPU)", "load_average_start": load_average(),
+               "inference_precision_hint": precision_hint or "default (bf16 on this CPU)",
+               "load_average_start": load_average(),
                "rss_after_load_gb": peak_rss_gb(), "speed_at_start": speed_at_start, "inputs": {}}
 
     class Clock(genai.StreamerBase):
@@ -248,7 +249,8 @@ def measure(work: Path, model_dir: Path, repeats: int = REPEATS, inputs: list[st
             "prompt_tokens_pytorch": ref["prompt_tokens"], "prompt_tokens_openvino": last["base"]["prompt_tokens"],
             "side_by_side_s_median": round(statistics.median(r["side_by_side_s"] for r in runs), 2),
             "side_by_side_s_runs": [round(r["side_by_side_s"], 2) for r in runs],
-            "prefill_s_median": round(statistics.median(r[w]["prefill_s"] for r in runs for w in ("base", "adapter")), 2),
+            "prefill_s_median": round(statistics.median(r[w]["prefill_s"] for r in runs
+                                                        for w in ("base", "adapter")), 2),
             "decode_tokens_per_s_median": round(statistics.median(
                 r[w]["decode_tokens_per_s"] for r in runs for w in ("base", "adapter")), 2),
             "genai_ttft_ms": last["base"]["ttft_ms_genai"], "genai_tpot_ms": last["base"]["tpot_ms_genai"],

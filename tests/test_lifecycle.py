@@ -1,6 +1,7 @@
 """The whole tiny lifecycle, as the README runs it: pre-trained stand-in, data, fine-tune, evaluate.
 
-Slow (10-15 minutes on 2 idle CPU cores, far longer beside other jobs): `pytest -m slow -n 0 -s tests/test_lifecycle.py`.
+Slow (10-15 minutes on 2 idle CPU cores, far longer beside other jobs):
+`pytest -m slow -n 0 -s tests/test_lifecycle.py`.
 Every step is the README's command in a child process, so what passes here is what a user runs.
 It checks the issue's target: on the held-out split the adapter reaches macro F1 >= 0.6 and
 >= base + 0.4. Its time is printed, not asserted: a slower CPU takes longer, it does not fail
