@@ -50,6 +50,14 @@ class Setting:
     visual_token_budget: int = 256
     int8_vision: str | None = None  # in int8, the vision tower: "bf16", or int8 with "per-token"/"per-tensor" scales
     key: str = "ours"  # what `--settings` calls it
+    # "fields": the answer's fixed layout fed, one pass per value (inspector.fields; answer_tokens
+    # does not apply); "free": answer_tokens forced new tokens, one pass each
+    decoding: str = "fields"
+
+    @property
+    def answer(self) -> str:
+        """The answer column: how the answer is decoded."""
+        return "4 fields" if self.decoding == "fields" else f"{self.answer_tokens} tokens"
 
     @property
     def model_key(self) -> tuple[str, str | None]:
@@ -63,10 +71,11 @@ def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
     where the GPU has no bf16)."""
     ours = Setting("ours", fast_precision, "native", 32, True)
     seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else gpu_compute, "processor", 150, False,
-                   share_vision=False, key="seed-style")
+                   share_vision=False, key="seed-style", decoding="free")
     levers = [
+        replace(ours, name="lever: free decoding, 32 tokens", decoding="free", key="free-decoding"),
         replace(ours, name="lever: processor's default view", views="processor", key="processor-view"),
-        replace(ours, name="lever: 150-token prose answer", answer_tokens=150, key="prose-answer"),
+        replace(ours, name="lever: 150-token prose answer", answer_tokens=150, decoding="free", key="prose-answer"),
         replace(ours, name="lever: two generate calls", batched=False, key="two-calls"),
         replace(ours, name="lever: vision tower run per row", share_vision=False, key="vision-per-row"),
         replace(ours, name="lever: twice the visual tokens", visual_token_budget=2 * ours.visual_token_budget,
@@ -169,6 +178,7 @@ def bench_photo(size: tuple[int, int], folder: Path) -> Path:
 def time_setting(inspector, setting: Setting, photo: Path) -> dict:
     """End-to-end seconds of one side-by-side report (load, views, generate, parse)."""
     inspector.config.max_new_tokens = inspector.config.min_new_tokens = setting.answer_tokens
+    inspector.config.decoding = setting.decoding
     with lever_applied(inspector, setting):
         return _time_report(inspector, setting, photo)
 
@@ -243,7 +253,7 @@ class _TokenClock:
 
 
 def time_prefill_decode(inspector, photo: Path, new_tokens: int = 32) -> dict:
-    """Prefill seconds and decode tokens/s of the fast path (batch of 2: base + adapter).
+    """Prefill seconds and free decode tokens/s of the fast path (batch of 2: base + adapter).
 
     One warm-up generate, then one timed generate of `new_tokens` whose steps a streamer
     clocks: prefill is the call's start (vision pass included) to the first new token, decode
@@ -255,11 +265,11 @@ def time_prefill_decode(inspector, photo: Path, new_tokens: int = 32) -> dict:
 
     views = make_views(load_image(photo), inspector.config.visual_token_budget)
     inspector.config.max_new_tokens = inspector.config.min_new_tokens = 2
-    inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME])
+    inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME], decoding="free")
     inspector.config.max_new_tokens = inspector.config.min_new_tokens = new_tokens
     clock = _TokenClock()
     started = time.perf_counter()
-    inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME], streamer=clock)
+    inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME], streamer=clock, decoding="free")
     steps = clock.arrivals[1:]  # after the prompt's own put
     decode_s = (steps[-1] - steps[0]) / (len(steps) - 1)
     return {"prefill_s": round(steps[0] - started, 2), "decode_tokens_per_s": round(1 / decode_s, 2)}
@@ -306,7 +316,9 @@ def _run_bench(shape: str, image: str | None, planned: list[Setting], work: Path
         inspector = _load(shape, precision, tiny, work, int8_vision)
         results[f"load_s_{precision}{f'_vision_{int8_vision}' if int8_vision else ''}"] = round(
             time.perf_counter() - started, 1)
-        time_setting(inspector, replace(ours, precision=precision, answer_tokens=2), photos["1024x768"])
+        for decoding in ("fields", "free"):  # warm-up: the first call of each path pays its set-up
+            time_setting(inspector, replace(ours, precision=precision, answer_tokens=2, decoding=decoding),
+                         photos["1024x768"])
         for setting in (setting for setting in planned if setting.model_key == key and setting.name not in rows):
             rows[setting.name] = _timed_row(inspector, setting, photos)
         if key == ours.model_key:
@@ -371,19 +383,19 @@ def render_table(results: dict) -> str:
     lines = [f"machine: {results['machine']}; CPU kind: {results['cpu_kind']}; shape: {results['shape']}; "
              f"load average at start {results['load_average']:.1f}, at end "
              f"{results.get('load_average_end', float('nan')):.1f}; matmul GFLOPS: {rates}",
-             "| setting | precision | view | visual tokens | prompt tokens | answer tokens | calls | "
+             "| setting | precision | view | visual tokens | prompt tokens | answer | calls | "
              "1024x768 s | vs ours | 12 MP s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in results["settings"]:
         small, large = row.get("1024x768"), row.get("12MP")
         if small is None:
-            lines.append(f"| {row['name']} | {row['precision']} | {row['views']} | | | {row['answer_tokens']} | "
+            lines.append(f"| {row['name']} | {row['precision']} | {row['views']} | | | {_answer(row)} | "
                          f"| {row.get('skipped') or row['error']} | | |")
             continue
         ratio = f"{small['seconds'] / ours:.1f}x" if ours else ""
         name = row["name"] + (f" (first call {row['first_call_s']} s)" if "first_call_s" in row else "")
         lines.append(f"| {name} | {row['precision']} | {row['views']} | {small['visual_tokens']} | "
-                     f"{small['prompt_tokens']} | {row['answer_tokens']} | {1 if row['batched'] else 2} | "
+                     f"{small['prompt_tokens']} | {_answer(row)} | {1 if row['batched'] else 2} | "
                      f"{small['seconds']} | {ratio} | {large['seconds'] if large else ''} |")
     memory = ", ".join(f"{key} {value}" for key, value in results.items()
                        if key.startswith("peak") or key == "resident_gb")
@@ -391,6 +403,10 @@ def render_table(results: dict) -> str:
     lines.append(f"\nprefill (batch 2) {results['prefill_s']} s, decode {results['decode_tokens_per_s']} "
                  f"tokens/s; {memory}; speed-up vs seed-style: {speedup}")
     return "\n".join(lines)
+
+
+def _answer(row: dict) -> str:
+    return Setting(**{key: row[key] for key in Setting.__dataclass_fields__}).answer
 
 
 def bench_main(args) -> int:

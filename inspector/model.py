@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from inspector.device import Runtime, choose_runtime, cuda_device_index
+from inspector.fields import DECODINGS, FieldPlan, generate_fields, plan_fields
 from inspector.generation import GREEDY_DECODING
 from inspector.hub import Unavailable, explain_hub_error, is_local, prepare_hub, resolve_adapter
 from inspector.images import load_image
@@ -59,16 +60,23 @@ class InspectorConfig:
     # was up to a ninth faster on 2 vCPUs (not in every run), but moved the tiny adapter's int8
     # macro F1 from 0.638 to 0.630, past the 1-point budget against fp32's 0.642 (README,
     # "Performance"); on CUDA generate also compiles the decode step for it, at the first request.
+    # Free decoding only: field decoding grows one dynamic cache over its calls.
     kv_cache: str = "dynamic"
     # In int8, the vision tower: None keeps it fp32; "bf16" computes it in bf16 (for CPUs with native
     # bf16: int8 decodes faster, bf16 encodes faster); "per-token" (torchao, an activation scale per
     # token) or "per-tensor" (one scale per tensor: cost 51 points of macro F1 on the tiny) quantize it
     int8_vision: str | None = None
+    # "fields": where the task's answer has a fixed layout (the degradation JSON), only its values
+    # are decoded, one forward pass per field instead of one per token (inspector.fields); "free":
+    # plain greedy generate, the model's own words
+    decoding: str = "fields"
 
     def __post_init__(self):
         if self.kv_cache not in ("dynamic", "static"):
             raise ValueError(f"kv_cache {self.kv_cache!r} is not supported; use 'dynamic' or 'static' "
                              "(INSPECTOR_KV_CACHE)")
+        if self.decoding not in DECODINGS:
+            raise ValueError(f"decoding {self.decoding!r} is not supported; use 'fields' or 'free' (INSPECTOR_DECODING)")
         self.int8_vision = self.int8_vision or None  # an empty INSPECTOR_INT8_VISION: the default
         if self.int8_vision not in INT8_VISION_SCHEMES:
             raise ValueError(f"int8_vision {self.int8_vision!r} is not supported; use 'bf16', 'per-token' or "
@@ -85,6 +93,7 @@ class InspectorConfig:
             "max_new_tokens": os.environ.get("INSPECTOR_MAX_NEW_TOKENS"),
             "kv_cache": os.environ.get("INSPECTOR_KV_CACHE"),
             "int8_vision": os.environ.get("INSPECTOR_INT8_VISION"),
+            "decoding": os.environ.get("INSPECTOR_DECODING"),
         }
         values = {key: value for key, value in env.items() if value is not None}
         if "adapter" in values and "adapter_revision" not in values and is_local(values["adapter"]):
@@ -194,6 +203,7 @@ class Inspector:
         self.task = task or get_task(DEFAULT_TASK)
         self.rows = [BASE_NAME, ADAPTER_NAME] if has_adapter else [BASE_NAME]  # generate rows per image
         self.adapter_folder: Path | None = None  # where the loaded adapter's files are (inspector.runinfo reads them)
+        self._field_plan: FieldPlan | None | bool = False  # False: not planned yet
 
     @classmethod
     def load(cls, config: InspectorConfig | None = None, **overrides) -> "Inspector":
@@ -255,10 +265,22 @@ class Inspector:
         self.generate([views] * len(self.rows), self.rows, [messages] * len(self.rows))
         log.info("warm-up generate took %.1f s", time.perf_counter() - started)
 
+    def field_plan(self) -> FieldPlan | None:
+        """How the task's answer is field-decoded with this tokenizer; None where it cannot be (a task
+        without a fixed layout, or a tokenizer the layout does not fit): free decoding serves."""
+        if self._field_plan is False:
+            template = self.task.answer_template()
+            self._field_plan = plan_fields(self.processor.tokenizer, template) if template else None
+        return self._field_plan
+
     def generate(self, views_per_sample: list[list], adapter_names: list[str],
                  messages_per_sample: list[list[dict]] | None = None, max_new_tokens: int | None = None,
-                 streamer=None) -> list[str]:
+                 streamer=None, decoding: str | None = None) -> list[str]:
         """One batched greedy generate; row i uses adapter `adapter_names[i]`.
+
+        Field decoding (`inspector.fields`) where the config's `decoding`, or `decoding` here,
+        asks for it and the task's answer has a fixed layout: one forward pass per field, and
+        `max_new_tokens` and `streamer` do not apply; else transformers' `generate`.
 
         The prompt of each row is its chat messages; by default the task's request (the
         degradation task's inspection instruction). Rows that share the same views object
@@ -277,6 +299,9 @@ class Inspector:
             if inputs.get("pixel_values") is not None:
                 kwargs["mm_encoder_outputs"] = {"image": self.encode_views_once(views_per_sample)}
                 del inputs["pixel_values"]
+            plan = self.field_plan() if (decoding or self.config.decoding) == "fields" else None
+            if plan is not None:
+                return generate_fields(self.model, plan, inputs, **kwargs)
             output = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                                          min_new_tokens=self.config.min_new_tokens, **GREEDY_DECODING,
                                          cache_implementation=self.config.kv_cache, streamer=streamer, **kwargs)

@@ -27,6 +27,9 @@ TARGET_GAIN_OVER_BASE = 0.4
 # engine, and the opt-in levers of INSPECTOR_INT8_VISION: the tower in bf16 beside an int8 language
 # model, or in int8 too with a scale per token.
 FAST_CPU_PRECISIONS = {"bf16": ["--precision", "bf16"]}
+# The app field-decodes the answer (inspector.fields); the first evaluation does too, and this one
+# decodes freely, token by token, as before field decoding: the two must score within a point.
+FREE_DECODING = ["--decoding", "free"]
 if cpu_has_int8_engine():
     FAST_CPU_PRECISIONS["int8"] = ["--precision", "int8"]
     FAST_CPU_PRECISIONS["int8-bf16-vision"] = ["--precision", "int8", "--int8-vision", "bf16"]
@@ -63,7 +66,7 @@ def lifecycle(tmp_path_factory) -> dict:
     # The same evaluation in each precision the app picks on a CPU: bf16 where the CPU computes it
     # natively, int8 elsewhere (inspector.device), whichever this CPU is.
     fast_summaries = {}
-    for fast, options in FAST_CPU_PRECISIONS.items():
+    for fast, options in {**FAST_CPU_PRECISIONS, "free-decoding": FREE_DECODING}.items():
         stdout, seconds[f"evaluate_{fast}"] = run(
             "train/evaluate.py", "--config", RECIPE, "--adapter", str(adapter), "--base", str(base),
             "--dataset", str(data), "--json", *options, "--out", str(root / f"eval-{fast}"))
@@ -79,7 +82,9 @@ def test_tiny_lifecycle_runs_and_the_adapter_learns_the_answer_format(lifecycle)
     summary, results = lifecycle["summary"], lifecycle["results"]
     assert results["n"] == summary["n"] >= 90, "the held-out test split"
     assert summary["adapter"]["parse_failure_rate"] == 0.0, "the adapter writes the trained JSON"
-    assert summary["base"]["parse_failure_rate"] >= 0.9, "the pre-trained base answers in its own format"
+    free = lifecycle["fast_summaries"]["free-decoding"]
+    assert free["base"]["parse_failure_rate"] >= 0.9, "free, the pre-trained base answers in its own format"
+    assert summary["base"]["parse_failure_rate"] == 0.0, "field decoding holds it to the layout"
     assert summary["adapter"]["macro_f1"] >= summary["base"]["macro_f1"]
     assert {"adapter_config.json", "adapter_model.safetensors", "inspector_task.json"} <= {
         path.name for path in lifecycle["adapter"].iterdir()}
@@ -94,6 +99,16 @@ def test_the_apps_fast_precisions_lose_at_most_one_point_of_macro_f1(lifecycle, 
     full, faster = lifecycle["summary"], lifecycle["fast_summaries"][fast]
     for model in ("base", "adapter"):
         assert faster[model]["macro_f1"] >= full[model]["macro_f1"] - 0.01, (model, full, faster)
+
+
+@pytest.mark.slow
+def test_field_decoding_scores_as_free_decoding_within_one_point(lifecycle):
+    """Field decoding feeds the answer's layout and lets the model choose only the values: the
+    adapter, trained on that layout, must lose at most a point of macro F1 against free decoding."""
+    fields = lifecycle["summary"]["adapter"]["macro_f1"]
+    free = lifecycle["fast_summaries"]["free-decoding"]["adapter"]["macro_f1"]
+    assert fields >= free - 0.01, f"field decoding macro F1 {fields:.3f} against free decoding's {free:.3f}"
+    assert lifecycle["summary"]["adapter"]["parse_failure_rate"] == 0.0, "field decoding always writes the layout"
 
 
 @pytest.mark.slow

@@ -53,8 +53,10 @@ def test_batched_base_and_adapter_equal_separate_greedy_runs(tiny_inspector):
 
 
 def test_static_kv_cache_gives_the_same_greedy_reports(tiny_inspector, monkeypatch):
-    """INSPECTOR_KV_CACHE=static (opt-in): the same answers in fp32, from a cache allocated per call."""
+    """INSPECTOR_KV_CACHE=static (opt-in, for free decoding): the same answers in fp32, from a cache
+    allocated per call."""
     views = make_views(Image.open(_noise_png()), tiny_inspector.config.visual_token_budget)
+    monkeypatch.setattr(tiny_inspector.config, "decoding", "free")
     dynamic = tiny_inspector.generate([views, views], [BASE_NAME, ADAPTER_NAME])
     monkeypatch.setattr(tiny_inspector.config, "kv_cache", "static")
     calls = []
@@ -85,17 +87,25 @@ def test_int8_vision_is_read_from_the_environment_and_checked(monkeypatch):
         InspectorConfig.from_env()
 
 
-def test_generate_is_one_call_for_both_reports(tiny_inspector, photo, monkeypatch):
+@pytest.mark.parametrize("decoding", ["free", "fields"])
+def test_generate_is_one_batch_for_both_reports(tiny_inspector, photo, monkeypatch, decoding):
+    """Base and adapter rows in every call: free, one generate; field-decoded, one per field, each
+    with every knob of greedy decoding (a checkpoint's sampling settings must not act)."""
+    from inspector.generation import GREEDY_DECODING
+
     calls = []
     original = tiny_inspector.model.generate
 
     def counting_generate(*args, **kwargs):
         calls.append(kwargs.get("adapter_names"))
+        assert {key: kwargs[key] for key in GREEDY_DECODING} == GREEDY_DECODING
         return original(*args, **kwargs)
 
     monkeypatch.setattr(tiny_inspector.model, "generate", counting_generate)
+    monkeypatch.setattr(tiny_inspector.config, "decoding", decoding)
     result = tiny_inspector.inspect([photo])[0]
-    assert calls == [[BASE_NAME, ADAPTER_NAME]]
+    calls_wanted = 1 if decoding == "free" else len(tiny_inspector.field_plan().segments)
+    assert calls == [[BASE_NAME, ADAPTER_NAME]] * calls_wanted
     assert result.base.raw_text != result.adapter.raw_text
     assert (result.width, result.height) == (512, 512)
 
@@ -353,7 +363,8 @@ def test_int8_is_refused_on_cuda():
 def test_a_checkpoints_sampling_settings_do_not_change_the_answers(tiny_model, tiny_adapter, tmp_path, monkeypatch):
     """A generation_config.json that asks for sampling and a repetition penalty (as Qwen2-VL's
     checkpoints do) gives the plain tiny's greedy answers, and its sampling values neither act
-    nor warn; without the project's settings the same checkpoint answers otherwise."""
+    nor warn; without the project's settings the same checkpoint answers otherwise. (Free decoding:
+    the field-decoded calls get the same knobs, test_generate_is_one_batch_for_both_reports.)"""
     import shutil
 
     from transformers import GenerationConfig
@@ -370,7 +381,7 @@ def test_a_checkpoints_sampling_settings_do_not_change_the_answers(tiny_model, t
 
     def answers(base) -> list[tuple[str, str]]:
         inspector = Inspector.load(InspectorConfig(base=str(base), adapter=str(tiny_adapter), adapter_revision=None,
-                                                   precision="fp32", max_new_tokens=48))
+                                                   precision="fp32", max_new_tokens=48, decoding="free"))
         return [(result.base.raw_text, result.adapter.raw_text) for result in inspector.inspect(images)]
 
     plain = answers(tiny_model)

@@ -57,6 +57,7 @@ class EvalConfig(ModelFields):
     max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
     kv_cache: str = "dynamic"  # or "static", the app's INSPECTOR_KV_CACHE
     int8_vision: str | None = None  # with --precision int8: bf16, per-token or per-tensor (INSPECTOR_INT8_VISION)
+    decoding: str = "fields"  # or "free": plain greedy generate, the app's INSPECTOR_DECODING (inspector.fields)
     json: bool = False  # print the summary as one JSON line instead of the Markdown table
 
     def __post_init__(self) -> None:
@@ -97,7 +98,7 @@ def main(config: EvalConfig) -> dict:
         base=base, base_revision=config.base_revision, adapter=config.adapter,
         adapter_revision=config.adapter_revision, device=config.device, precision=config.precision,
         visual_token_budget=budget, max_new_tokens=config.max_new_tokens or 48, kv_cache=config.kv_cache,
-        int8_vision=config.int8_vision))
+        int8_vision=config.int8_vision, decoding=config.decoding))
     if not inspector.has_adapter:
         raise RuntimeError(inspector.missing_adapter)
     task = inspector.task

@@ -196,6 +196,11 @@ class Task(ABC):
         the app's cap (INSPECTOR_MAX_NEW_TOKENS)."""
         return self.max_new_tokens
 
+    def answer_template(self):
+        """The answer's fixed layout (`inspector.fields.AnswerTemplate`), where only some values are
+        the model's to choose: served by field decoding. None (the default): free text."""
+        return None
+
     def unavailable(self, notice: str) -> Any:
         """The prediction of a model that could not answer (no adapter loaded): none."""
         return None

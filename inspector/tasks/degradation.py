@@ -115,6 +115,14 @@ class DegradationTask(Task):
         """The app's cap: the zero-shot base answers in prose, which runs as long as it is let."""
         return app_cap
 
+    def answer_template(self):
+        """`format_answer`'s JSON: four fixed keys, a severity word each (field decoding)."""
+        from inspector.fields import AnswerTemplate
+        from inspector.report import format_answer
+        from inspector.taxonomy import SEVERITIES
+
+        return AnswerTemplate(DEGRADATION_TYPES, SEVERITIES, format_answer)
+
     def unavailable(self, notice: str):
         from inspector.report import Report
 
