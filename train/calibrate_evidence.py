@@ -67,12 +67,12 @@ CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "china", "brick", "grass
 
 @dataclass
 class CalibrationConfig:
-    samples: int = 6000  # more: a smoother fit, about 0.05 s each
+    samples: int = 12000  # more: a smoother fit, about 0.05 s each
     scenes: int = 60  # procedural scenes to crop from (0.7 s each to draw)
     scene_share: float = 0.5  # share of the samples cropped from scenes rather than photos
     correlated_noise_share: float = 0.0  # share of noisy samples given correlated noise (training_degrade)
     # Share of the samples degraded by other implementations (train/diverse_degradations.py).
-    diverse_share: float = 0.0
+    diverse_share: float = 0.25
     n_estimators: int = 150  # trees per type; more: a closer fit and a larger file
     max_depth: int = 4  # depth of each tree
     learning_rate: float = 0.1
