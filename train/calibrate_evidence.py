@@ -1,7 +1,7 @@
 """Train the measured evidence's learned calibration (inspector/evidence/calibration.json).
 
 Usage:
-    python train/calibrate_evidence.py                    # about 6 minutes on 2 shared CPU cores
+    python train/calibrate_evidence.py                    # about 12 minutes on 2 shared CPU cores
     python train/calibrate_evidence.py --samples 600 --out /tmp/calibration.json   # a quick try
     python train/calibrate_evidence.py --cache /tmp/evidence_data.npz --max-depth 4  # refit on kept data
 
@@ -11,8 +11,11 @@ Random crops (192-512 px a side, maybe mirrored) of the calibration photos
 brick, grass) and of procedural dead-leaves scenes (inspector/evidence/scenes.py, seeds
 0-99 999; the benchmark's scenes use other seeds), degraded by
 `inspector.evidence.synthesis` with specs from `sample_spec` (a share of the noise made
-correlated by `training_degrade`). No held-out, unseen or
-other-implementation photo or degradation is ever read here. Each crop is measured by
+correlated by `training_degrade`, none by default), a quarter of them (`diverse_share`)
+by other implementations of the same specs (train/diverse_degradations.py: OpenCV and
+Pillow resizers, blurs and encoders, photon and correlated noise; some of them are the
+library calls of the benchmark's "other" split, which is then less independent). No
+held-out or unseen photo, nor benchmarks/other_degradations.py, is ever read here. Each crop is measured by
 the estimators (`measure(..., calibrated=False)`), which gives the feature vector.
 
 # Training

@@ -9,9 +9,9 @@ trees read `features.FEATURE_NAMES`:
   ensemble per class and a softmax over them. A soft image is soft for one reason or the
   other: blurred (the spectrum falls smoothly) or upscaled (flat, then a cliff at 0.5/f);
   the contract's random specs never combine the two (synthesis.EXCLUSIVE_PAIRS), so
-  "which explains the spectrum better" is one decision, not two independent ones (two
-  independent presence classifiers both said yes on 63 of 70 held-back blur false
-  positives, all upscaled images);
+  "which explains the spectrum better" is one decision, not two independent ones (63 of
+  the 70 held-back blur false positives of two independent presence classifiers were
+  upscaled images);
 - `severity`, per type: a regressor trained on present cases only, their coordinate.
 
 Present (the most probable cause): the estimate is the regressed coordinate (at least 1)
@@ -26,8 +26,9 @@ severity exactly right 0.61 against 0.52 of the time for blur, 0.57 against 0.44
 resolution).
 
 The ensembles are trained by `python train/calibrate_evidence.py` on synthetic
-degradations (`inspector.evidence.synthesis`) of the calibration photos and of
-procedural scenes only, and shipped as JSON (`calibration.json` beside this file):
+degradations of the calibration photos and of procedural scenes only (by
+`inspector.evidence.synthesis`, and a quarter by other libraries' implementations:
+train/diverse_degradations.py), and shipped as JSON (`calibration.json` beside this file):
 plain arrays of split features, thresholds and leaf values, read here by a few lines
 of numpy. JSON rather than a pickle, so loading it can run no code, and it diffs and
 reviews as text. Without the file, `measure` keeps the estimators' own readings.
@@ -163,7 +164,7 @@ def resampling_factor(features: np.ndarray, regressed: float, estimated: float) 
     A pattern at nu cycles/px gives the factor to a few percent (1/nu or, folded,
     1/(1 - nu), told apart by the spectrum: resolution.choose_factor), which no
     regression matches. Without a pattern (hidden by noise or JPEG) the regressed
-    factor stands. Kept at least mild: the presence stage has said it is there.
+    factor stands. Kept at least mild: the cause classifier has said it is there.
     """
     strength = features[FEATURE_NAMES.index("resolution_strength")]
     if strength < PATTERN_STRENGTH or estimated <= 1.0:
