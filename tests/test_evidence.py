@@ -426,6 +426,25 @@ def test_tree_ensemble_reads_sklearn_trees_exactly():
         ensemble = TreeEnsemble(json.loads(json.dumps(export_ensemble(model, features[:10]))))
         ours = np.array([ensemble.predict(row) for row in features])
         np.testing.assert_allclose(ours, expected, atol=1e-4)
+    # A three-class classifier (the cause: neither, blur, low resolution): one ensemble per class.
+    classes = np.digitize(target, [0.5, 1.5])
+    multiclass = GradientBoostingClassifier(**settings).fit(features, classes)
+    for column in range(3):
+        ensemble = TreeEnsemble(json.loads(json.dumps(export_ensemble(multiclass, features[:10], column))))
+        ours = np.array([ensemble.predict(row) for row in features])
+        np.testing.assert_allclose(ours, multiclass.decision_function(features)[:, column], atol=1e-4)
+
+
+def test_blur_and_low_resolution_are_one_decision():
+    """The cause classifier names at most one of blur and low resolution (learned.CAUSES)."""
+    from inspector.evidence.learned import CAUSES, cause_probabilities
+
+    assert CAUSES == ("none", "blur", "low_resolution")
+    np.testing.assert_allclose(cause_probabilities([0.0, 0.0, 0.0]), [1 / 3] * 3)
+    for spec in ({"blur": {"sigma": 3.0}}, {"low_resolution": {"factor": 3.0}}, {"noise": {"sigma": 30}},
+                 {"low_resolution": {"factor": 5.0, "interpolation": "bilinear"}, "noise": {"sigma": 20}}):
+        evidence = measure(degrade(photo("astronaut", 256), spec, seed=0))
+        assert not (evidence.get("blur").severity != "none" and evidence.get("low_resolution").severity != "none")
 
 
 def test_shipped_calibration_loads_and_keeps_the_estimators_readings():

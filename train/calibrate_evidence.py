@@ -1,7 +1,7 @@
 """Train the measured evidence's learned calibration (inspector/evidence/calibration.json).
 
 Usage:
-    python train/calibrate_evidence.py                    # about 6 minutes on 2 shared CPU cores
+    python train/calibrate_evidence.py                    # about 12 minutes on 2 shared CPU cores
     python train/calibrate_evidence.py --samples 600 --out /tmp/calibration.json   # a quick try
     python train/calibrate_evidence.py --cache /tmp/evidence_data.npz --max-depth 4  # refit on kept data
 
@@ -11,16 +11,21 @@ Random crops (192-512 px a side, maybe mirrored) of the calibration photos
 brick, grass) and of procedural dead-leaves scenes (inspector/evidence/scenes.py, seeds
 0-99 999; the benchmark's scenes use other seeds), degraded by
 `inspector.evidence.synthesis` with specs from `sample_spec` (a share of the noise made
-correlated by `training_degrade`). No held-out, unseen or
-other-implementation photo or degradation is ever read here. Each crop is measured by
+correlated by `training_degrade`, none by default), a quarter of them (`diverse_share`)
+by other implementations of the same specs (train/diverse_degradations.py: OpenCV and
+Pillow resizers, blurs and encoders, photon and correlated noise; some of them are the
+library calls of the benchmark's "other" split, which is then less independent). No
+held-out or unseen photo, nor benchmarks/other_degradations.py, is ever read here. Each crop is measured by
 the estimators (`measure(..., calibrated=False)`), which gives the feature vector.
 
 # Training
-Per learned type (blur, low resolution: learned.LEARNED_TYPES), two scikit-learn ensembles of shallow trees
-(inspector/evidence/learned.py): a GradientBoostingClassifier of presence (at least
-mild) on all samples, and a GradientBoostingRegressor of the severity coordinate of the
-true parameter (1/2/3 at the mild/moderate/severe thresholds) on the present ones. A fifth of the data is held back to print the fit; the shipped model is
-then refitted on all of it. Deterministic: fixed seeds, single-threaded fitting.
+Scikit-learn ensembles of shallow trees (inspector/evidence/learned.py): one three-class
+GradientBoostingClassifier of the cause (neither, blur, low resolution: learned.CAUSES;
+the random specs never combine the two) on all samples, and per learned type
+(learned.LEARNED_TYPES) a GradientBoostingRegressor of the severity coordinate of the
+true parameter (1/2/3 at the mild/moderate/severe thresholds) on the present ones. A
+fifth of the data is held back to print the fit; the shipped model is then refitted on
+all of it. Deterministic: fixed seeds, single-threaded fitting.
 
 # Output
 JSON (no pickle): feature names, per-type tree arrays, the config and the data it
@@ -49,12 +54,14 @@ from inspector.evidence.features import FEATURE_NAMES
 from inspector.evidence.learned import (
     ANCHORS,
     CALIBRATION_PATH,
+    CAUSES,
     LEARNED_TYPES,
     coordinate,
     export_ensemble,
 )
 from inspector.evidence.scenes import dead_leaves
 from inspector.taxonomy import severity_from_parameter
+from train.diverse_degradations import diverse_degrade
 
 PARAMETER_KEYS = {"blur": "sigma", "noise": "sigma", "low_resolution": "factor"}
 ESTIMATOR_FEATURES = {"blur": "blur_sigma", "noise": "noise_sigma", "low_resolution": "resolution_factor"}
@@ -63,12 +70,14 @@ CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "china", "brick", "grass
 
 @dataclass
 class CalibrationConfig:
-    samples: int = 3000  # more: a smoother fit, about 0.1 s each
+    samples: int = 12000  # more: a smoother fit, about 0.05 s each
     scenes: int = 60  # procedural scenes to crop from (0.7 s each to draw)
     scene_share: float = 0.5  # share of the samples cropped from scenes rather than photos
     correlated_noise_share: float = 0.0  # share of noisy samples given correlated noise (training_degrade)
+    # Share of the samples degraded by other implementations (train/diverse_degradations.py).
+    diverse_share: float = 0.25
     n_estimators: int = 150  # trees per type; more: a closer fit and a larger file
-    max_depth: int = 3  # depth of each tree
+    max_depth: int = 4  # depth of each tree
     learning_rate: float = 0.1
     subsample: float = 0.8
     seed: int = 20261202
@@ -143,39 +152,60 @@ def build_data(config: CalibrationConfig) -> tuple[np.ndarray, dict[str, np.ndar
     """Features, target coordinates and true parameters per type."""
     photos, scenes = calibration_sources(config)
     rng = np.random.default_rng(config.seed + 1)
-    features, targets = [], {kind: [] for kind in LEARNED_TYPES}
+    # Noise too (not learned, kept for studying the noise estimator on the same data), and its kind.
+    features, targets = [], {kind: [] for kind in PARAMETER_KEYS}
+    noise_kinds = []
     started = time.perf_counter()
     for index in range(config.samples):
         source = scenes if rng.random() < config.scene_share else photos
         crop = random_crop(source[int(rng.integers(0, len(source)))], rng)
         spec, _ = sample_spec(rng)
-        image = training_degrade(crop, spec, rng, config.correlated_noise_share)
+        if config.diverse_share and rng.random() < config.diverse_share:
+            image, spec = diverse_degrade(crop, spec, rng)
+        else:
+            image = training_degrade(crop, spec, rng, config.correlated_noise_share)
         features.append(measure(image, calibrated=False).details["features"])
-        for kind in LEARNED_TYPES:
+        for kind in PARAMETER_KEYS:
             value = spec[kind][PARAMETER_KEYS[kind]] if kind in spec else ANCHORS[kind][0]
             targets[kind].append(value)
+        noise_kinds.append(spec.get("noise", {}).get("kind", "none"))
         if (index + 1) % 250 == 0:
             print(f"  {index + 1}/{config.samples} samples, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     parameters = {kind: np.asarray(values) for kind, values in targets.items()}
-    coordinates = {kind: np.array([coordinate(kind, v) for v in values]) for kind, values in parameters.items()}
+    parameters["noise_kind"] = np.asarray(noise_kinds)
+    coordinates = {kind: np.array([coordinate(kind, parameters[kind][i]) for i in range(len(parameters[kind]))])
+                   for kind in LEARNED_TYPES}
     return np.asarray(features), coordinates, parameters
 
 
-def fit(features: np.ndarray, target: np.ndarray, config: CalibrationConfig, kind: str) -> dict:
-    """The two stages of learned.py: presence (coordinate >= 1) on all, severity on present cases."""
+def fit(features: np.ndarray, coordinates: dict[str, np.ndarray], config: CalibrationConfig) -> dict:
+    """The stages of learned.py: the cause (neither, blur, low resolution) on all, severity on present cases."""
     from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
-
-    excluded = [FEATURE_NAMES.index(name) for name in excluded_features(config, kind)]
-    if excluded:
-        # A constant column is never split on; the trees' feature indices stay those of FEATURE_NAMES.
-        features = features.copy()
-        features[:, excluded] = 0.0
 
     settings = dict(n_estimators=config.n_estimators, max_depth=config.max_depth, learning_rate=config.learning_rate,
                     subsample=config.subsample, random_state=config.seed)
-    present = target >= 1.0
-    return {"presence": GradientBoostingClassifier(**settings).fit(features, present),
-            "severity": GradientBoostingRegressor(**settings).fit(features[present], target[present])}
+    # The random specs never combine blur and low resolution (synthesis.EXCLUSIVE_PAIRS).
+    cause = np.zeros(len(features), dtype=int)
+    for index, kind in enumerate(CAUSES[1:], start=1):
+        cause[coordinates[kind] >= 1.0] = index
+    models = {"cause": GradientBoostingClassifier(**settings).fit(
+        masked(features, config, LEARNED_TYPES), cause)}
+    for kind in LEARNED_TYPES:
+        present = coordinates[kind] >= 1.0
+        models[kind] = GradientBoostingRegressor(**settings).fit(
+            masked(features, config, (kind,))[present], coordinates[kind][present])
+    return models
+
+
+def masked(features: np.ndarray, config: CalibrationConfig, kinds) -> np.ndarray:
+    """The features with those the kinds' models may not split on set to 0 (a constant column
+    is never split on; the trees' feature indices stay those of FEATURE_NAMES)."""
+    excluded = [FEATURE_NAMES.index(name) for kind in kinds for name in excluded_features(config, kind)]
+    if not excluded:
+        return features
+    features = features.copy()
+    features[:, excluded] = 0.0
+    return features
 
 
 def excluded_features(config: CalibrationConfig, kind: str) -> list[str]:
@@ -186,18 +216,20 @@ def excluded_features(config: CalibrationConfig, kind: str) -> list[str]:
     return names
 
 
-def predict(models: dict, features: np.ndarray, kind: str, estimators: np.ndarray) -> list[str]:
-    """Severity words by the rule of learned.predict_readings, from the sklearn models."""
+def predict(models: dict, features: np.ndarray, estimators: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """Severity words per learned type by the rule of learned.predict_readings, from the sklearn models."""
     from inspector.evidence.learned import NONE_CAP, parameter, resampling_factor
 
-    present = models["presence"].predict_proba(features)[:, 1] >= 0.5
-    magnitude = np.maximum(models["severity"].predict(features), 1.0)
-    words = []
-    for row, p, m, e in zip(features, present, magnitude, estimators):
-        value = parameter(kind, m) if p else parameter(kind, min(coordinate(kind, e), NONE_CAP))
-        if p and kind == "low_resolution":
-            value = resampling_factor(row, value, e)
-        words.append(severity_from_parameter(kind, value))
+    cause = models["cause"].predict(features)
+    words = {}
+    for index, kind in enumerate(CAUSES[1:], start=1):
+        magnitude = np.maximum(models[kind].predict(features), 1.0)
+        words[kind] = []
+        for row, c, m, e in zip(features, cause, magnitude, estimators[kind]):
+            value = parameter(kind, m) if c == index else parameter(kind, min(coordinate(kind, e), NONE_CAP))
+            if c == index and kind == "low_resolution":
+                value = resampling_factor(row, value, e)
+            words[kind].append(severity_from_parameter(kind, value))
     return words
 
 
@@ -206,17 +238,17 @@ def report_fit(features, coordinates, parameters, config: CalibrationConfig) -> 
     n = len(features)
     order = np.random.default_rng(config.seed + 2).permutation(n)
     train, test = order[: int(0.8 * n)], order[int(0.8 * n):]
+    models = fit(features[train], {kind: coordinates[kind][train] for kind in LEARNED_TYPES}, config)
+    estimators = {kind: features[test, FEATURE_NAMES.index(ESTIMATOR_FEATURES[kind])] for kind in LEARNED_TYPES}
+    predicted = predict(models, features[test], estimators)
     scores = {}
     for kind in LEARNED_TYPES:
-        models = fit(features[train], coordinates[kind][train], config, kind)
-        estimators = features[test, FEATURE_NAMES.index(ESTIMATOR_FEATURES[kind])]
-        predicted = predict(models, features[test], kind, estimators)
         truth = [severity_from_parameter(kind, v) for v in parameters[kind][test]]
         present_true = np.array([t != "none" for t in truth])
-        present_pred = np.array([p != "none" for p in predicted])
+        present_pred = np.array([p != "none" for p in predicted[kind]])
         tp = float(np.sum(present_true & present_pred))
         f1 = 2 * tp / max(2 * tp + np.sum(present_true ^ present_pred), 1.0)
-        exact = float(np.mean([p == t for p, t in zip(predicted, truth) if t != "none"]))
+        exact = float(np.mean([p == t for p, t in zip(predicted[kind], truth) if t != "none"]))
         scores[kind] = {"f1": round(f1, 3), "severity_exact": round(exact, 3)}
         print(f"  {kind}: held-back F1 {f1:.3f}, severity exact {exact:.1%}", file=sys.stderr)
     return scores
@@ -226,7 +258,7 @@ def main(config: CalibrationConfig, out: Path, cache: Path | None = None) -> Non
     # Data
     print(f"config: {asdict(config)}", file=sys.stderr)
     data_config = {k: v for k, v in asdict(config).items()
-                   if k in ("samples", "scenes", "scene_share", "correlated_noise_share", "seed")}
+                   if k in ("samples", "scenes", "scene_share", "correlated_noise_share", "diverse_share", "seed")}
     if cache is not None and cache.exists() and json.loads(str(np.load(cache)["config"])) == data_config:
         # Measuring is the slow part; refitting other tree settings can reuse it.
         stored = np.load(cache)
@@ -240,10 +272,10 @@ def main(config: CalibrationConfig, out: Path, cache: Path | None = None) -> Non
             np.savez(cache, features=features, config=json.dumps(data_config), **parameters)
     # Training
     held_back = report_fit(features, coordinates, parameters, config)
-    models = {}
-    for kind in LEARNED_TYPES:
-        fitted = fit(features, coordinates[kind], config, kind)
-        models[kind] = {part: export_ensemble(model, features[:64]) for part, model in fitted.items()}
+    fitted = fit(features, coordinates, config)
+    models = {"cause": {"classes": list(CAUSES), "ensembles": [export_ensemble(fitted["cause"], features[:64], column)
+                                                              for column in range(len(CAUSES))]}}
+    models.update({kind: {"severity": export_ensemble(fitted[kind], features[:64])} for kind in LEARNED_TYPES})
     # Output
     payload = {"features": list(FEATURE_NAMES), "config": asdict(config), "held_back_fit": held_back,
                "trained_on": {"photos": list(CALIBRATION_PHOTOS), "scenes": "dead_leaves seeds 0-99999",

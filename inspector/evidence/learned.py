@@ -2,25 +2,33 @@
 
 Each type's parameter is mapped to a severity coordinate (`coordinate`): 0 at a
 negligible amount, 1, 2, 3 at the contract's mild, moderate and severe thresholds, 4
-at twice the severe one, log-linear in between. Per type, two gradient-boosted
-ensembles of shallow trees read `features.FEATURE_NAMES`:
+at twice the severe one, log-linear in between. Gradient-boosted ensembles of shallow
+trees read `features.FEATURE_NAMES`:
 
-- `presence`: a classifier, the probability that the type is there (at least mild);
-- `severity`: a regressor trained on present cases only, their coordinate.
+- `cause`: one three-class classifier (`CAUSES`: neither, blur, low resolution), one
+  ensemble per class and a softmax over them. A soft image is soft for one reason or the
+  other: blurred (the spectrum falls smoothly) or upscaled (flat, then a cliff at 0.5/f);
+  the contract's random specs never combine the two (synthesis.EXCLUSIVE_PAIRS), so
+  "which explains the spectrum better" is one decision, not two independent ones (63 of
+  the 70 held-back blur false positives of two independent presence classifiers were
+  upscaled images);
+- `severity`, per type: a regressor trained on present cases only, their coordinate.
 
-Present (probability >= 0.5): the estimate is the regressed coordinate (at least 1)
+Present (the most probable cause): the estimate is the regressed coordinate (at least 1)
 mapped back to the contract's units (`parameter`), except that a found resampling
 pattern gives the factor itself (`resampling_factor`); absent: the estimator's own reading,
 capped just under the mild threshold. The severity word follows from the estimate by
-the bands as ever, so the two never disagree; the confidence is how far the
-probability is from 0.5. Two stages rather than one regression: a single regression
-over mostly clean samples pulls present cases towards "none" and blurs the bands'
-borders (on held-back training data the two stages got the severity exactly right
-0.61 against 0.52 of the time for blur, 0.57 against 0.44 for low resolution).
+the bands as ever, so the two never disagree; the confidence is the cause's probability
+(or one minus it where absent). Presence and severity in two stages rather than one
+regression: a single regression over mostly clean samples pulls present cases towards
+"none" and blurs the bands' borders (on held-back training data the two stages got the
+severity exactly right 0.61 against 0.52 of the time for blur, 0.57 against 0.44 for low
+resolution).
 
 The ensembles are trained by `python train/calibrate_evidence.py` on synthetic
-degradations (`inspector.evidence.synthesis`) of the calibration photos and of
-procedural scenes only, and shipped as JSON (`calibration.json` beside this file):
+degradations of the calibration photos and of procedural scenes only (by
+`inspector.evidence.synthesis`, and a quarter by other libraries' implementations:
+train/diverse_degradations.py), and shipped as JSON (`calibration.json` beside this file):
 plain arrays of split features, thresholds and leaf values, read here by a few lines
 of numpy. JSON rather than a pickle, so loading it can run no code, and it diffs and
 reviews as text. Without the file, `measure` keeps the estimators' own readings.
@@ -47,6 +55,8 @@ NONE_CAP = 0.99
 # 0.87 on the held-out photos) but flagged 5-17 % of clean photos as noisy (fine
 # texture, film grain), past the 5 % the whole evidence may flag.
 LEARNED_TYPES: tuple[str, ...] = ("blur", "low_resolution")
+# The cause classifier's classes, in its ensembles' order.
+CAUSES: tuple[str, ...] = ("none", "blur", "low_resolution")
 # Parameter at coordinates 0..4: a negligible amount, mild, moderate, severe, twice severe.
 ANCHORS: dict[str, tuple[float, ...]] = {
     "blur": (0.2, 1.0, 2.0, 4.0, 8.0),
@@ -107,8 +117,8 @@ class TreeEnsemble:
 
 
 @functools.lru_cache(maxsize=4)
-def load_calibration(path: str | None = None) -> dict[str, dict[str, TreeEnsemble]] | None:
-    """The shipped ensembles per type, or None when there is no calibration file."""
+def load_calibration(path: str | None = None) -> dict | None:
+    """The shipped ensembles: `cause` (one per CAUSES), and per learned type its `severity`; None without a file."""
     path = Path(path) if path else CALIBRATION_PATH
     if not path.exists():
         return None
@@ -116,22 +126,35 @@ def load_calibration(path: str | None = None) -> dict[str, dict[str, TreeEnsembl
     if tuple(payload["features"]) != FEATURE_NAMES:
         raise ValueError(f"{path} was trained on other features than inspector.evidence.features computes; "
                          "retrain it with: python train/calibrate_evidence.py")
-    return {kind: {part: TreeEnsemble(payload["models"][kind][part]) for part in ("presence", "severity")}
-            for kind in LEARNED_TYPES}
+    models = payload["models"]
+    if tuple(models["cause"]["classes"]) != CAUSES:
+        raise ValueError(f"{path} has other causes than {CAUSES}; retrain it with: python train/calibrate_evidence.py")
+    out: dict = {"cause": [TreeEnsemble(part) for part in models["cause"]["ensembles"]]}
+    out.update({kind: {"severity": TreeEnsemble(models[kind]["severity"])} for kind in LEARNED_TYPES})
+    return out
+
+
+def cause_probabilities(raw: np.ndarray) -> np.ndarray:
+    """Softmax of the cause ensembles' raw scores (sklearn's multiclass deviance)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    exp = np.exp(raw - raw.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def predict_readings(features: np.ndarray, models: dict, estimators: dict[str, float]) -> dict[str, tuple[float, float]]:
     """(parameter in the contract's units, confidence) per learned type; see the module docstring."""
+    probabilities = cause_probabilities([ensemble.predict(features) for ensemble in models["cause"]])
+    cause = CAUSES[int(np.argmax(probabilities))]
     out = {}
-    for kind, pair in models.items():
-        probability = 1.0 / (1.0 + np.exp(-pair["presence"].predict(features)))
-        if probability >= 0.5:
-            value = parameter(kind, max(pair["severity"].predict(features), 1.0))
+    for kind in LEARNED_TYPES:
+        probability = float(probabilities[CAUSES.index(kind)])
+        if cause == kind:
+            value = parameter(kind, max(models[kind]["severity"].predict(features), 1.0))
             if kind == "low_resolution":
                 value = resampling_factor(features, value, estimators[kind])
         else:
             value = parameter(kind, min(coordinate(kind, estimators[kind]), NONE_CAP))
-        out[kind] = (value, float(min(0.5 + abs(probability - 0.5), 0.95)))
+        out[kind] = (value, float(min(max(probability, 1.0 - probability), 0.95)))
     return out
 
 
@@ -141,7 +164,7 @@ def resampling_factor(features: np.ndarray, regressed: float, estimated: float) 
     A pattern at nu cycles/px gives the factor to a few percent (1/nu or, folded,
     1/(1 - nu), told apart by the spectrum: resolution.choose_factor), which no
     regression matches. Without a pattern (hidden by noise or JPEG) the regressed
-    factor stands. Kept at least mild: the presence stage has said it is there.
+    factor stands. Kept at least mild: the cause classifier has said it is there.
     """
     strength = features[FEATURE_NAMES.index("resolution_strength")]
     if strength < PATTERN_STRENGTH or estimated <= 1.0:
@@ -149,14 +172,15 @@ def resampling_factor(features: np.ndarray, regressed: float, estimated: float) 
     return max(estimated, ANCHORS["low_resolution"][1])
 
 
-def export_ensemble(model, sample: np.ndarray) -> dict:
-    """The JSON arrays of a fitted sklearn GradientBoostingRegressor or binary GradientBoostingClassifier.
+def export_ensemble(model, sample: np.ndarray, column: int = 0) -> dict:
+    """The JSON arrays of a fitted sklearn GradientBoostingRegressor or GradientBoostingClassifier.
 
-    The constant the boosting starts from is read back from the model's own raw output
-    on `sample` (rows of its training data), which holds for either kind.
+    A multiclass classifier has one ensemble per class: `column` picks it. The constant
+    the boosting starts from is read back from the model's own raw output on `sample`
+    (rows of its training data), which holds for every kind.
     """
     trees = []
-    for estimator in model.estimators_[:, 0]:
+    for estimator in model.estimators_[:, column]:
         tree = estimator.tree_
         trees.append({
             "feature": [int(f) if l != -1 else -1 for f, l in zip(tree.feature, tree.children_left)],
@@ -167,7 +191,9 @@ def export_ensemble(model, sample: np.ndarray) -> dict:
         })
     rate = float(model.learning_rate)
     raw = model.decision_function(sample) if hasattr(model, "classes_") else model.predict(sample)
-    summed = sum(estimator.predict(sample.astype(np.float32)) for estimator in model.estimators_[:, 0])
+    if np.ndim(raw) == 2:
+        raw = raw[:, column]
+    summed = sum(estimator.predict(sample.astype(np.float32)) for estimator in model.estimators_[:, column])
     base = float(np.mean(np.ravel(raw) - rate * summed))
     return {"base": base, "learning_rate": rate, "max_depth": int(model.max_depth), "trees": trees}
 
