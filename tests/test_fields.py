@@ -12,7 +12,7 @@ from PIL import Image
 from inspector.fields import AnswerTemplate, decode_fields, generate_fields, plan_fields
 from inspector.generation import GREEDY_DECODING
 from inspector.model import ADAPTER_NAME, BASE_NAME, InspectorConfig
-from inspector.prompts import build_task_inputs
+from inspector.prompts import build_messages, build_task_inputs, render_chat
 from inspector.report import format_answer, parse_report
 from inspector.taxonomy import DEGRADATION_TYPES, SEVERITIES
 
@@ -36,6 +36,12 @@ def test_the_degradation_answer_plans_as_its_fixed_keys_and_one_token_per_severi
               for token in (*segment, plan.choice_ids[SEVERITIES.index(labels[kind])])]
     answer = format_answer(labels)
     assert tokens == tokenizer(answer[:-2], add_special_tokens=False)["input_ids"]
+    # and so they are in the chat that training tokenizes as a whole (inspector.tasks.collate)
+    processor = tiny_inspector.processor
+    prompt = render_chat(processor, build_messages(2))
+    chat = tokenizer(render_chat(processor, build_messages(2, answer=answer)), add_special_tokens=False)["input_ids"]
+    start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert chat[start:start + len(tokens)] == tokens
     assert plan.render([plan.choice_ids[SEVERITIES.index(labels[kind])] for kind in DEGRADATION_TYPES]) == answer
 
 
