@@ -40,7 +40,8 @@ put on it, and every generate is forced to 32 new tokens. Three steps, in two en
    (four images, the same 342-token prompt as ours), `--inputs one-image` only the 504x392 photo;
    `--precision-hint f32` overrides the CPU plugin's bf16 compute; `--alpha` the adapter's scale
    (default lora_alpha / r, as PEFT applies it). A bf16/fp32 matmul probe at the start and the end
-   (the bench's) tells how fast the shared machine was at the time.
+   (the bench's) tells how fast the shared machine was at the time. `prepare` computes PyTorch's
+   tokens in bf16 where the CPU has it natively, else fp32 (written into reference.json).
 
 Ours, beside it: `python -m inspector bench --shape 2b --settings int8 --out ours.json`.
 """
@@ -95,6 +96,7 @@ def prepare(work: Path, seed: int = 0) -> None:
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
     from inspector.bench import bench_photo
+    from inspector.device import cpu_has_native_bf16, cpu_kind
     from inspector.images import load_image, make_views
     from inspector.model import LANGUAGE_LORA_TARGETS
     from inspector.prompts import DEFAULT_INSTRUCTION, build_inputs
@@ -115,7 +117,10 @@ def prepare(work: Path, seed: int = 0) -> None:
     one.save(inputs_dir["one-image"] / "0.png")
 
     processor = AutoProcessor.from_pretrained(base)
-    model = Qwen2VLForConditionalGeneration.from_pretrained(base, dtype=torch.bfloat16).eval()
+    # the reference tokens in bf16 where the CPU computes it natively, else fp32 (bf16 runs at
+    # about 1 GFLOPS on an AVX2-only CPU: the four generates would take hours)
+    dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    model = Qwen2VLForConditionalGeneration.from_pretrained(base, dtype=dtype).eval()
     adapter = work / "adapter"
     if not (adapter / "adapter_model.safetensors").exists():
         lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
@@ -131,7 +136,8 @@ def prepare(work: Path, seed: int = 0) -> None:
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
 
-    reference = {"instruction": DEFAULT_INSTRUCTION, "inputs": {}}
+    reference = {"instruction": DEFAULT_INSTRUCTION, "inputs": {}, "cpu_kind": cpu_kind(),
+                 "pytorch_dtype": str(dtype).removeprefix("torch.")}
     for key, folder in inputs_dir.items():
         pictures = [Image.open(path).convert("RGB") for path in sorted(folder.glob("*.png"), key=lambda p: int(p.stem))]
         batch = build_inputs(processor, [pictures], DEFAULT_INSTRUCTION)
@@ -182,7 +188,11 @@ def measure(work: Path, model_dir: Path, repeats: int = REPEATS, inputs: list[st
     pipe = genai.VLMPipeline(str(model_dir), "CPU", adapters=genai.AdapterConfig(adapter), **properties)
     results = {"model": str(model_dir), "openvino": ov.__version__, "openvino_genai": genai.__version__,
                "load_s": round(time.perf_counter() - started, 1), "adapter_alpha": alpha,
-               "inference_precision_hint": precision_hint or "default (bf16 on this CPU)",
+               # what the plugin computes in unless told (bf16 where the CPU has it natively, else f32)
+               # and what it says the CPU can do: OpenVINO's own word on the machine
+               "inference_precision_hint": precision_hint or
+               f"default ({ov.Core().get_property('CPU', 'INFERENCE_PRECISION_HINT')})",
+               "cpu_capabilities": list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
                "load_average_start": load_average(),
                "rss_after_load_gb": peak_rss_gb(), "speed_at_start": speed_at_start, "inputs": {}}
 

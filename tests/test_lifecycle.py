@@ -113,6 +113,7 @@ def test_field_decoding_scores_as_free_decoding_within_one_point(lifecycle):
     free = lifecycle["fast_summaries"]["free-decoding"]["adapter"]["macro_f1"]
     assert fields >= free - 0.01, f"field decoding macro F1 {fields:.3f} against free decoding's {free:.3f}"
     assert lifecycle["summary"]["adapter"]["parse_failure_rate"] == 0.0, "field decoding always writes the layout"
+    assert lifecycle["results"]["decoding"] == "fields"
 
 
 @pytest.mark.slow

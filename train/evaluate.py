@@ -118,6 +118,10 @@ def main(config: EvalConfig) -> dict:
         "models": models,
         "visual_token_budget": budget,
         "runtime": inspector.runtime.describe(),
+        # how the answers were decoded: the layout fed and only its values chosen (inspector.fields),
+        # plain generate, or (ranking tasks) the candidates' likelihood
+        "decoding": ("candidate scoring" if task.evaluation == "rank" else
+                     "fields" if config.decoding == "fields" and inspector.field_plan() else "free"),
         "machine": machine(),  # the bench's description: CPU kind and capability, threads, GPU
     }
     results.update(task.extra_figures(predictions, references))  # degradation: confusion matrices, baselines
