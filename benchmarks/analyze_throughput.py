@@ -14,6 +14,8 @@ start, every image read and measured, every shard written. Ray's own start (`ray
 is timed apart: on a cluster it is up before the job. Targets (issue 18): 2 workers at
 least 1.8x one; Ray within 20 % of the local 2 workers. The load average is printed
 with each run: on a shared machine another job's threads take cores from these.
+`--probe` adds the machine's own ceiling: the same measurement of 60 decoded photos in one
+process, then in two at once, with nothing else (no pool, data set or shards).
 """
 
 from __future__ import annotations
@@ -85,6 +87,42 @@ def timed_run(name: str, photos: Path, shard_rows: int) -> dict:
     return {"seconds": round(seconds, 2), "load_before": before, "load_after": load()}
 
 
+def _probe_worker(paths: list[str], start, queue) -> None:
+    from inspector.evidence.measure import measure
+    from inspector.images import load_image
+
+    images = [load_image(path) for path in paths]  # decoded before the clock: measurement only
+    measure(images[0])  # first call: imports and the calibration file
+    start.wait()
+    began = time.perf_counter()
+    for image in images:
+        measure(image)
+    queue.put(time.perf_counter() - began)
+
+
+def scaling_probe(paths: list[Path], n: int = 60) -> dict:
+    """The machine's own ceiling for 2 workers: the same measurement of the same n decoded photos,
+    in 1 process, then in 2 processes at once (no pool, no data set, no shards, no folder read).
+    2 x (one process's rate) would be perfect scaling; what 2 processes reach is what the cores
+    give (shared caches, memory bandwidth, or two vCPUs that are one core's two threads)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    chosen = [str(path) for path in paths[:n]]
+    rates = {}
+    for processes in (1, 2):
+        start, queue = context.Barrier(processes), context.Queue()
+        workers = [context.Process(target=_probe_worker, args=(chosen, start, queue)) for _ in range(processes)]
+        for worker in workers:
+            worker.start()
+        seconds = [queue.get() for _ in workers]
+        for worker in workers:
+            worker.join()
+        rates[processes] = processes * len(chosen) / max(seconds)
+    return {"photos_per_process": len(chosen), "one_process_per_s": round(rates[1], 2),
+            "two_processes_per_s": round(rates[2], 2), "ceiling_2_workers": round(rates[2] / rates[1], 2)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="photos (default 1000)")
@@ -92,10 +130,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--photos", default=str(ROOT / "runs" / "analyze_bench" / "photos"))
     parser.add_argument("--shard-rows", type=int, default=50, help="rows per shard: the unit a local worker takes")
     parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated, of " + ", ".join(RUNS))
+    parser.add_argument("--probe", action="store_true",
+                        help="also measure the machine's own 2-process ceiling (the same photos, measured "
+                             "in 1 and in 2 processes at once, nothing else)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", help="also write the JSON results here")
     args = parser.parse_args(argv)
-    runs = args.runs.split(",")
+    runs = [name for name in args.runs.split(",") if name]  # --runs "" --probe: the probe alone
     if unknown := set(runs) - set(RUNS):
         parser.error(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
 
@@ -121,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
         results["runs"][name] = run
         print(f"{name}: {run['seconds']} s, {run['images_per_s']} images/s (load {run['load_before']} -> "
               f"{run['load_after']})", file=sys.stderr)
+    if args.probe:
+        results["probe"] = scaling_probe(paths)
+        print(f"probe: {results['probe']}", file=sys.stderr)
     done = results["runs"]
     if {"local-1", "local-2"} <= set(done):
         results["speedup_2_workers"] = round(done["local-2"]["images_per_s"] / done["local-1"]["images_per_s"], 2)
@@ -138,7 +182,7 @@ def table(results: dict) -> str:
     for name, run in results["runs"].items():
         lines.append(f"| {name} | {run['seconds']} | {run['images_per_s']} | "
                      f"{run['load_before']} -> {run['load_after']} |")
-    for key in ("speedup_2_workers", "ray_vs_local_2", "ray_init_s"):
+    for key in ("speedup_2_workers", "ray_vs_local_2", "ray_init_s", "probe"):
         if key in results:
             lines.append(f"\n{key}: {results[key]}")
     return "\n".join(lines)

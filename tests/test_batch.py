@@ -146,6 +146,29 @@ def test_dataset_options_without_out_say_what_to_add(tmp_path, capsys):
     assert "--workers write a data set: add --out FOLDER" in capsys.readouterr().err
 
 
+def test_the_throughput_bench_times_both_local_runs_and_the_machines_own_ceiling(tmp_path, monkeypatch):
+    """benchmarks/analyze_throughput.py on 6 photos: each run times the whole job, and `--probe`
+    measures the same photos in 1 and in 2 processes at once."""
+    from pathlib import Path
+
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        monkeypatch.setenv(variable, "1")  # what the bench sets at import, undone after the test
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import analyze_throughput
+
+    photos = tmp_path / "photos"
+    results = analyze_throughput.main(["--n", "6", "--photos", str(photos), "--runs", "local-1,local-2",
+                                       "--shard-rows", "2", "--probe", "--json", "--out", str(tmp_path / "r.json")])
+    assert len(list(photos.glob("photo-*.jpg"))) == 6
+    assert set(results["runs"]) == {"local-1", "local-2"} and results["speedup_2_workers"] > 0
+    assert all(run["seconds"] > 0 and run["images_per_s"] > 0 for run in results["runs"].values())
+    probe = results["probe"]
+    assert probe["photos_per_process"] == 6 and probe["one_process_per_s"] > 0
+    assert probe["ceiling_2_workers"] == pytest.approx(probe["two_processes_per_s"] / probe["one_process_per_s"],
+                                                       abs=0.01)
+    assert json.loads((tmp_path / "r.json").read_text()) == results
+
+
 def test_shards_cover_the_rows_once():
     assert plan_shards(12, 5) == [(0, 5), (5, 10), (10, 12)]
     assert plan_shards(0, 5) == [(0, 0)]
