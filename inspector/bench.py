@@ -65,11 +65,13 @@ class Setting:
         return self.precision, self.int8_vision if self.precision == "int8" else None
 
 
-def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
+def settings(fast_precision: str, gpu_compute: str = "bf16", fast_vision: str | None = None) -> list[Setting]:
     """Every setting the bench knows for this fast precision: ours, the seed-style baseline, each lever.
     On a GPU the baseline runs unquantized in `gpu_compute` (`inspector.device.compute_dtype`: fp16
-    where the GPU has no bf16)."""
-    ours = Setting("ours", fast_precision, "native", 32, True)
+    where the GPU has no bf16). `fast_vision`: int8's vision tower in ours (the runtime's: "bf16" on
+    CPUs with native bf16, None for fp32)."""
+    ours = Setting("ours", fast_precision, "native", 32, True,
+                   int8_vision=fast_vision if fast_precision == "int8" else None)
     seed = Setting("seed-style baseline", "fp32" if fast_precision != "nf4" else gpu_compute, "processor", 150, False,
                    share_vision=False, key="seed-style", decoding="free")
     levers = [
@@ -89,8 +91,11 @@ def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
     ]
     if fast_precision in ("int8", "bf16", "fp32"):
         others = [other for other in ("int8", "bf16", "fp32") if other != fast_precision]
-        precisions = [replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other, key=other)
-                      for other in others]
+        precisions = [replace(ours, name=f"lever: {other} instead of {fast_precision}", precision=other, key=other,
+                              int8_vision=None) for other in others]
+        if ours.int8_vision == "bf16":  # the default on CPUs with native bf16: the tower as elsewhere too
+            precisions.append(replace(ours, name="lever: int8 language model, fp32 vision tower", int8_vision=None,
+                                      key="int8-fp32-vision"))
         if fast_precision == "int8":
             precisions += [
                 replace(ours, name="lever: int8 vision tower too, a scale per token", int8_vision="per-token",
@@ -105,9 +110,10 @@ def settings(fast_precision: str, gpu_compute: str = "bf16") -> list[Setting]:
     return [ours, seed, *levers]
 
 
-def select_settings(fast_precision: str, keys: str | None, gpu_compute: str = "bf16") -> list[Setting]:
+def select_settings(fast_precision: str, keys: str | None, gpu_compute: str = "bf16",
+                    fast_vision: str | None = None) -> list[Setting]:
     """The settings named in `keys` (comma-separated), `ours` first whether named or not; all by default."""
-    known = settings(fast_precision, gpu_compute)
+    known = settings(fast_precision, gpu_compute, fast_vision)
     if not keys:
         return known
     asked = [key.strip() for key in keys.split(",") if key.strip()]
@@ -147,7 +153,9 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
     # Every precision but int8 runs on the GPU where there is one: the unquantized baseline too.
     device = "cuda" if precision == "nf4" or (torch.cuda.is_available() and precision != "int8") else "cpu"
     compute, why = compute_dtype(device)
-    runtime = Runtime(device, precision, f"benchmark; {why}" if precision == "nf4" else "benchmark", compute)
+    tower = int8_vision if precision == "int8" and int8_vision != "fp32" else None
+    runtime = Runtime(device, precision, f"benchmark; {why}" if precision == "nf4" else "benchmark", compute,
+                      int8_vision=tower)
     log.info("benchmark runtime: %s", runtime.describe())
     if runtime.quantized:  # nf4 weights are made by loading: write the random model, load it as the app does
         with tempfile.TemporaryDirectory() as folder:
@@ -161,7 +169,7 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=LANGUAGE_LORA_TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora, adapter_name=ADAPTER_NAME).eval()
     if runtime.int8:
-        quantize_int8(model, vision=int8_vision)
+        quantize_int8(model, vision=tower)
     return model, runtime
 
 
@@ -287,7 +295,8 @@ def run_bench(shape: str = "2b", image: str | None = None, keys: str | None = No
     from inspector.device import choose_runtime
 
     runtime = choose_runtime()
-    planned = select_settings(runtime.precision, keys, runtime.compute)  # a bad key fails before any model is built
+    # a bad key fails before any model is built
+    planned = select_settings(runtime.precision, keys, runtime.compute, runtime.int8_vision)
     with tempfile.TemporaryDirectory(prefix="inspector-bench-") as scratch:
         return _run_bench(shape, image, planned, Path(scratch))
 
@@ -301,7 +310,7 @@ def _run_bench(shape: str, image: str | None, planned: list[Setting], work: Path
               "12MP": bench_photo((4000, 3000), work)}
     ours = planned[0]
     results = {"machine": machine(), "cpu_kind": cpu_kind(), "shape": shape, "fast_precision": ours.precision,
-               "settings": [], "load_average": os.getloadavg()[0]}
+               "fast_int8_vision": ours.int8_vision, "settings": [], "load_average": os.getloadavg()[0]}
     skipped = {}
     if not torch.cuda.is_available():
         results.update(matmul_gflops())

@@ -4,18 +4,21 @@
   `device_map` (a 4-bit model must never be moved with `.to()`). It computes in bf16 where
   the GPU has bf16 units (Ampere and later: A10G, L4, A100, H100) and in fp16 elsewhere
   (T4, V100), and so do the training autocast and the benchmark (`compute_dtype`).
-- CPU: bf16 where the CPU computes it natively (AVX512-BF16 or AMX): there bf16 halved
-  prefill time and tripled decode speed against fp32 (DESIGN.md). Elsewhere int8: the
-  weights of the language model's Linear layers in int8 per output channel, activations
-  quantized per call (PyTorch dynamic quantization, fbgemm/oneDNN kernels), the vision
-  tower in fp32 (`inspector.quantize.quantize_int8` says why). Without native bf16 a bf16
+- CPU: int8 for the language model everywhere PyTorch has its int8 engine: the weights of
+  its Linear layers in int8 per output channel, activations quantized per call (PyTorch
+  dynamic quantization, fbgemm/oneDNN kernels). The vision tower stays unquantized
+  (`inspector.quantize.quantize_int8` says why): in bf16 where the CPU computes bf16
+  natively (AVX512-BF16 or AMX), in fp32 elsewhere. On native bf16 this pair (int8 decodes
+  faster, bf16 encodes faster) took a side-by-side report of the 2B shape from 14.2 s in
+  bf16 to 8.7 s, at the tiny adapter's macro F1 of fp32 (README, "Performance"). Without native bf16 a bf16
   matmul is converted on the fly (46 GFLOPS against 143 for fp32 on the AVX-512 VNNI
   Xeon here), while an int8 Linear of the 2B's MLP shape ran 5x faster than fp32 at one
   token and 2.7x at 220 (`python -m inspector bench` measures the whole report).
 - fp32: CPUs where PyTorch has no int8 engine.
 
 Overrides: `INSPECTOR_DEVICE` (`cuda`, `cpu`), `INSPECTOR_DTYPE` (`nf4`, `int8`, `bf16`,
-`fp16`, `fp32`) and `INSPECTOR_COMPUTE_DTYPE` (`bf16`, `fp16`, `fp32`: what nf4 computes
+`fp16`, `fp32`; an int8 asked for keeps the tower in fp32 unless `INSPECTOR_INT8_VISION`
+says otherwise) and `INSPECTOR_COMPUTE_DTYPE` (`bf16`, `fp16`, `fp32`: what nf4 computes
 in and training autocasts to), or the arguments of `choose_runtime` and `compute_dtype`.
 """
 
@@ -46,6 +49,9 @@ class Runtime:
     precision: str  # "nf4", "int8", "bf16", "fp16" or "fp32"
     reason: str
     compute: str = "bf16"  # nf4's compute dtype (`compute_dtype`); the other precisions compute in their own
+    # int8's vision tower where the runtime picked int8 itself: "bf16" on CPUs with native bf16,
+    # None (fp32) elsewhere; `InspectorConfig.int8_vision` (INSPECTOR_INT8_VISION) overrides it
+    int8_vision: str | None = None
 
     def __post_init__(self):
         if self.compute not in COMPUTE_DTYPES:
@@ -74,7 +80,8 @@ class Runtime:
 
     def describe(self) -> str:
         compute = f" with {self.compute} compute" if self.quantized else ""
-        return f"{self.device}/{self.precision}{compute} ({self.reason})"
+        tower = f" with a {self.int8_vision} vision tower" if self.int8 and self.int8_vision else ""
+        return f"{self.device}/{self.precision}{compute}{tower} ({self.reason})"
 
 
 def cpu_flags() -> set[str]:
@@ -176,6 +183,9 @@ def choose_runtime(device: str | None = None, precision: str | None = None) -> R
         compute, why_compute = compute_dtype(device)
         runtime = Runtime(device, "nf4", f"{why_device}; nf4 keeps the 2B model under 4 GB of VRAM; {why_compute}",
                           compute)
+    elif cpu_has_native_bf16() and cpu_has_int8_engine():
+        runtime = Runtime(device, INT8, f"{why_device}; the CPU computes bf16 natively: int8 decodes faster, "
+                          "bf16 runs the vision tower faster", int8_vision="bf16")
     elif cpu_has_native_bf16():
         runtime = Runtime(device, "bf16", f"{why_device}; the CPU computes bf16 natively")
     elif cpu_has_int8_engine():

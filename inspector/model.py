@@ -62,9 +62,10 @@ class InspectorConfig:
     # "Performance"); on CUDA generate also compiles the decode step for it, at the first request.
     # Free decoding only: field decoding grows one dynamic cache over its calls.
     kv_cache: str = "dynamic"
-    # In int8, the vision tower: None keeps it fp32; "bf16" computes it in bf16 (for CPUs with native
-    # bf16: int8 decodes faster, bf16 encodes faster); "per-token" (torchao, an activation scale per
-    # token) or "per-tensor" (one scale per tensor: cost 51 points of macro F1 on the tiny) quantize it
+    # In int8, the vision tower: None leaves it to the runtime (bf16 where the CPU has native bf16 and
+    # int8 was picked for it, else fp32); "fp32" keeps it fp32; "bf16" computes it in bf16 (int8
+    # decodes faster, bf16 encodes faster); "per-token" (torchao, an activation scale per token) or
+    # "per-tensor" (one scale per tensor: cost 51 points of macro F1 on the tiny) quantize it
     int8_vision: str | None = None
     # "fields": where the task's answer has a fixed layout (the degradation JSON), only its values
     # are decoded, one forward pass per field instead of one per token (inspector.fields); "free":
@@ -79,8 +80,8 @@ class InspectorConfig:
             raise ValueError(f"decoding {self.decoding!r} is not supported; use 'fields' or 'free' (INSPECTOR_DECODING)")
         self.int8_vision = self.int8_vision or None  # an empty INSPECTOR_INT8_VISION: the default
         if self.int8_vision not in INT8_VISION_SCHEMES:
-            raise ValueError(f"int8_vision {self.int8_vision!r} is not supported; use 'bf16', 'per-token' or "
-                             "'per-tensor', or leave it empty for an fp32 vision tower (INSPECTOR_INT8_VISION)")
+            raise ValueError(f"int8_vision {self.int8_vision!r} is not supported; use 'fp32', 'bf16', 'per-token' "
+                             "or 'per-tensor', or leave it empty for the runtime's choice (INSPECTOR_INT8_VISION)")
 
     @classmethod
     def from_env(cls, **overrides) -> "InspectorConfig":
@@ -233,7 +234,9 @@ class Inspector:
                 config = replace(config, visual_token_budget=trained)
                 log.info("visual tokens per image: %d, as the adapter was trained", trained)
         if runtime.int8:
-            quantize_int8(model, vision=config.int8_vision)
+            if config.int8_vision:  # asked for: the runtime then describes the tower that runs
+                runtime = replace(runtime, int8_vision=None if config.int8_vision == "fp32" else config.int8_vision)
+            quantize_int8(model, vision=runtime.int8_vision)
         elif config.int8_vision:
             log.info("int8_vision=%s is ignored: the precision is %s, not int8", config.int8_vision, runtime.precision)
         log.info("loaded %s%s on %s in %.1f s", config.base, " + adapter" if has_adapter else "",

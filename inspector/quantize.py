@@ -1,8 +1,8 @@
 """CPU int8 of a Qwen2-VL model, in place: the language model always, the vision tower as asked.
 
-`quantize_int8(model, vision=None | "bf16" | "per-token" | "per-tensor")`; `inspector.model`
+`quantize_int8(model, vision=None | "fp32" | "bf16" | "per-token" | "per-tensor")`; `inspector.model`
 applies it at load time when the runtime's precision is int8 (INSPECTOR_INT8_VISION picks
-the tower's scheme), and the benchmark for its int8 rows.
+the tower's scheme, else the runtime's: bf16 on CPUs with native bf16), and the benchmark for its int8 rows.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 log = logging.getLogger(__name__)
 
 VISION_MODULE = "visual"  # Qwen2-VL's vision tower (blocks and merger): `model.visual`
-INT8_VISION_SCHEMES = (None, "bf16", "per-token", "per-tensor")  # how int8 treats the vision tower
+INT8_VISION_SCHEMES = (None, "fp32", "bf16", "per-token", "per-tensor")  # how int8 treats the vision tower
 
 
 def quantize_int8(model, vision: str | None = None) -> int:
@@ -43,7 +43,8 @@ def quantize_int8(model, vision: str | None = None) -> int:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     if vision not in INT8_VISION_SCHEMES:  # before any layer is touched
-        raise ValueError(f"vision={vision!r}: use None (fp32 tower), 'bf16', 'per-token' or 'per-tensor'")
+        raise ValueError(f"vision={vision!r}: use None or 'fp32' (fp32 tower), 'bf16', 'per-token' or 'per-tensor'")
+    vision = None if vision == "fp32" else vision
 
     targets = [name for name, module in model.named_modules()
                if type(module) is torch.nn.Linear and ".lora_" not in name

@@ -119,11 +119,13 @@ def describe_adapter(inspector) -> dict[str, Any] | None:
 def describe_runtime(inspector, notices: list[str] = ()) -> dict[str, Any]:
     """What runs, as JSON: base, adapter (None without one), device, precision, visual tokens."""
     if inspector is None:
-        return {"base": None, "adapter": None, "device": None, "precision": None, "visual_tokens": None,
-                "notices": list(notices)}
+        return {"base": None, "adapter": None, "device": None, "precision": None, "int8_vision": None,
+                "visual_tokens": None, "notices": list(notices)}
     return {"base": describe_base(inspector), "adapter": describe_adapter(inspector),
             "device": inspector.runtime.device, "precision": inspector.runtime.precision,
             "precision_reason": inspector.runtime.reason,
+            # int8's vision tower ("bf16", "per-token", ...; None: fp32), None where the precision is not int8
+            "int8_vision": inspector.runtime.int8_vision if inspector.runtime.int8 else None,
             "visual_tokens": inspector.config.visual_token_budget, "notices": list(notices)}
 
 
@@ -152,4 +154,5 @@ def runtime_line(info: dict[str, Any]) -> str:
         text += " with no adapter"
     else:
         text += f" + adapter {adapter['name']} (revision {adapter['revision']}, {format_figures(adapter)})"
-    return text + f"; {info['device']}/{info['precision']}, {info['visual_tokens']} visual tokens per image."
+    tower = f" with a {info['int8_vision']} vision tower" if info.get("int8_vision") else ""
+    return text + f"; {info['device']}/{info['precision']}{tower}, {info['visual_tokens']} visual tokens per image."

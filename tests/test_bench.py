@@ -52,8 +52,9 @@ def test_every_asked_setting_runs_and_is_timed(tiny_bench):
 
 
 def test_results_hold_the_figures_the_issue_asks_for(tiny_bench):
-    fast = tiny_bench["fast_precision"]
-    assert tiny_bench[f"load_s_{fast}"] >= 0
+    fast, tower = tiny_bench["fast_precision"], tiny_bench["fast_int8_vision"]
+    assert tiny_bench[f"load_s_{fast}{f'_vision_{tower}' if tower else ''}"] >= 0
+    assert tiny_bench["settings"][0]["int8_vision"] == tower
     assert tiny_bench["prefill_s"] > 0 and tiny_bench["decode_tokens_per_s"] > 0
     assert tiny_bench["peak_rss_gb"] > 0 and tiny_bench["resident_gb"] > 0
     assert tiny_bench["cpu_kind"] == cpu_kind() and cpu_kind() in tiny_bench["machine"]
@@ -182,6 +183,12 @@ def test_on_an_int8_cpu_the_bench_also_times_int8_in_the_vision_tower(tiny_model
     assert planned["int8-vision-per-tensor"].model_key == ("int8", "per-tensor")
     assert planned["bf16"].model_key == ("bf16", None)
     assert not {"int8-vision", "int8-vision-per-tensor"} & {setting.key for setting in settings("bf16")}
+    # the default where the CPU has native bf16: the tower in bf16, and a lever back to fp32
+    native = {setting.key: setting for setting in settings("int8", fast_vision="bf16")}
+    assert native["ours"].model_key == ("int8", "bf16") and native["int8-fp32-vision"].model_key == ("int8", None)
+    assert native["bf16"].model_key == ("bf16", None) and native["bf16"].int8_vision is None
+    assert native["int8-vision"].model_key == ("int8", "per-token")
+    assert "int8-fp32-vision" not in planned, "where the default tower is fp32 there is no such lever"
     inspector = _load("tiny", "int8", tiny_model, tmp_path, int8_vision="per-token")
     modules = dict(inspector.model.named_modules())
     per_token = [name for name, module in modules.items() if isinstance(getattr(module, "weight", None), Int8Tensor)]

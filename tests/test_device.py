@@ -82,3 +82,23 @@ def test_training_autocasts_to_the_same_dtype(monkeypatch, native_bf16):
     assert _cuda_autocast() is None, "fp32 compute: no autocast"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert _cuda_autocast() is None, "never on a CPU"
+
+
+@pytest.mark.parametrize(("native_bf16", "tower"), [(True, "bf16"), (False, None)])
+def test_a_cpu_runs_int8_with_the_tower_in_its_fast_float(monkeypatch, native_bf16, tower):
+    """Both CPU kinds on any machine: int8 for the language model where PyTorch has its engine, the
+    vision tower in bf16 where the CPU computes it natively, else fp32; bf16 or fp32 without int8."""
+    import inspector.device as device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("INSPECTOR_DTYPE", raising=False)
+    monkeypatch.delenv("INSPECTOR_DEVICE", raising=False)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(device, "cpu_has_int8_engine", lambda: True)
+    runtime = choose_runtime()
+    assert (runtime.device, runtime.precision, runtime.int8_vision) == ("cpu", "int8", tower)
+    assert ("with a bf16 vision tower" in runtime.describe()) is native_bf16
+    assert runtime.load_dtype == "auto" and runtime.torch_dtype is torch.float32, "as every int8"
+    assert choose_runtime(precision="int8").int8_vision is None, "int8 asked for: the tower stays fp32"
+    monkeypatch.setattr(device, "cpu_has_int8_engine", lambda: False)
+    assert choose_runtime().precision == ("bf16" if native_bf16 else "fp32")

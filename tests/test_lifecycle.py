@@ -23,9 +23,10 @@ from inspector.device import cpu_has_int8_engine
 RECIPE = str(ROOT / "train" / "recipes" / "tiny.yaml")
 TARGET_ADAPTER_MACRO_F1 = 0.6  # the target
 TARGET_GAIN_OVER_BASE = 0.4
-# The CPU precisions the app picks (inspector.device.choose_runtime): bf16, int8 where PyTorch has its
-# engine, and the opt-in levers of INSPECTOR_INT8_VISION: the tower in bf16 beside an int8 language
-# model, or in int8 too with a scale per token.
+# The CPU precisions the app picks (inspector.device.choose_runtime): int8 where PyTorch has its engine,
+# its tower in bf16 where the CPU has native bf16 (int8-bf16-vision) and in fp32 elsewhere (int8); bf16,
+# the default before; and the opt-in lever of INSPECTOR_INT8_VISION, the tower in int8 too with a scale
+# per token.
 FAST_CPU_PRECISIONS = {"bf16": ["--precision", "bf16"]}
 # The app field-decodes the answer (inspector.fields); the first evaluation does too, and this one
 # decodes freely, token by token, as before field decoding: the two must score within a point.
@@ -65,8 +66,8 @@ def lifecycle(tmp_path_factory) -> dict:
     stdout, seconds["evaluate"] = run("train/evaluate.py", "--config", RECIPE, "--adapter", str(adapter),
                                       "--base", str(base), "--dataset", str(data), "--json")
     summary = json.loads(stdout.strip().splitlines()[-1])
-    # The same evaluation in each precision the app picks on a CPU: bf16 where the CPU computes it
-    # natively, int8 elsewhere (inspector.device), whichever this CPU is.
+    # The same evaluation in each precision the app picks on a CPU, whichever this CPU is: int8 with
+    # its tower in bf16 where the CPU computes bf16 natively, in fp32 elsewhere (inspector.device).
     fast_summaries = {}
     for fast, options in {**FAST_CPU_PRECISIONS, "free-decoding": FREE_DECODING}.items():
         stdout, seconds[f"evaluate_{fast}"] = run(

@@ -298,6 +298,32 @@ def test_int8_with_a_bf16_vision_tower_keeps_the_tower_unquantized_in_bf16_and_s
     assert loaded["bf16"].inspect([Image.open(_noise_png())])[0].adapter.verdict != "unavailable"
 
 
+def test_on_a_cpu_with_native_bf16_the_default_is_int8_with_a_bf16_tower_and_fp32_can_be_asked(
+        tiny_model, tiny_adapter, monkeypatch):
+    """What the app loads where the CPU has native bf16 (pretended here on any CPU): the language model in
+    int8, the tower unquantized in bf16, and the page's runtime line says so; INSPECTOR_INT8_VISION=fp32
+    keeps the tower in fp32, and the runtime then describes that tower."""
+    import inspector.device as device
+    from inspector.quantize import vision_tower
+    from inspector.runinfo import describe_runtime, runtime_line
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("INSPECTOR_DTYPE", "INSPECTOR_DEVICE", "INSPECTOR_INT8_VISION"):
+        monkeypatch.delenv(name, raising=False)
+    if not device.cpu_has_int8_engine():
+        pytest.skip("PyTorch has no int8 engine on this CPU: the default is bf16 here")
+    towers = {}
+    for asked in (None, "fp32"):
+        inspector = Inspector.load(InspectorConfig(base=str(tiny_model), adapter=str(tiny_adapter),
+                                                   adapter_revision=None, int8_vision=asked))
+        towers[asked] = {parameter.dtype for parameter in vision_tower(inspector.model).parameters()}
+        info = describe_runtime(inspector)
+        assert (info["precision"], info["int8_vision"]) == ("int8", None if asked else "bf16")
+        assert ("cpu/int8 with a bf16 vision tower," in runtime_line(info)) is (asked is None)
+    assert towers == {None: {torch.bfloat16}, "fp32": {torch.float32}}
+
+
 def test_per_token_int8_of_the_vision_tower_keeps_its_output_close_where_one_scale_per_tensor_does_not(tiny_model):
     """A token a thousand times louder than the others: one scale per tensor rounds the quiet
     tokens to zero, a scale per token keeps them (the reason for the per-token scheme)."""

@@ -56,7 +56,7 @@ class EvalConfig(ModelFields):
     batch_size: int = 8  # examples per generate call (2 rows each: base and adapter); more: faster, more memory
     max_new_tokens: int | None = None  # default: the task's (degradation: 48, as the app)
     kv_cache: str = "dynamic"  # or "static", the app's INSPECTOR_KV_CACHE
-    int8_vision: str | None = None  # with --precision int8: bf16, per-token or per-tensor (INSPECTOR_INT8_VISION)
+    int8_vision: str | None = None  # with --precision int8: fp32, bf16, per-token or per-tensor (INSPECTOR_INT8_VISION)
     decoding: str = "fields"  # or "free": plain greedy generate, the app's INSPECTOR_DECODING (inspector.fields)
     json: bool = False  # print the summary as one JSON line instead of the Markdown table
 

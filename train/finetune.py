@@ -172,7 +172,7 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, set_seed
 
-    from inspector.device import choose_runtime
+    from inspector.device import choose_runtime, cpu_has_native_bf16
     from inspector.hub import is_local
     from inspector.model import load_base
     from inspector.tasks import get_task
@@ -203,8 +203,8 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     # recipe gave a different adapter on every run, and a resumed run could not be checked against one.
     set_seed(args.seed)
     runtime = choose_runtime(config.device, config.precision)
-    if runtime.int8:  # the CPU serving default; dynamic int8 layers have no gradients
-        runtime = choose_runtime(runtime.device, "fp32")
+    if runtime.int8:  # the CPU serving default; dynamic int8 layers have no gradients: the CPU's float
+        runtime = choose_runtime(runtime.device, "bf16" if cpu_has_native_bf16() else "fp32")
     print0(f"runtime: {runtime.describe()}")
     print0(f"autocast: {'bf16' if args.bf16 else 'fp16' if args.fp16 else 'none'}")
     model, processor = load_base(config.base_model, config.base_revision, runtime)
