@@ -15,7 +15,9 @@ is timed apart: on a cluster it is up before the job. Targets (issue 18): 2 work
 least 1.8x one; Ray within 20 % of the local 2 workers. The load average is printed
 with each run: on a shared machine another job's threads take cores from these.
 `--probe` adds the machine's own ceiling: the same measurement of 60 decoded photos in one
-process, then in two at once, with nothing else (no pool, data set or shards).
+process, then in two at once, with nothing else (no pool, data set or shards). On Linux each
+run also records where the machine's CPU time went (`cpu_s`: CPU seconds of every process over
+the run, by name, from /proc): the workers' measurement against Ray's own processes.
 """
 
 from __future__ import annotations
@@ -76,15 +78,48 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def process_cpu_seconds() -> dict[str, tuple[str, float]]:
+    """Every process's CPU seconds so far (user + system, its reaped children's included), by pid,
+    with a short name: Ray's workers by their title (`ray::MapWorker(...)`), others by program and
+    script. Linux /proc only; elsewhere empty. (A dozen lines of /proc rather than psutil: the
+    project does not otherwise need it.)"""
+    ticks, seen = os.sysconf("SC_CLK_TCK"), {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 0
+            argv = (stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+        name = " ".join(Path(part).name for part in argv[:2] if part) or "(kernel)"
+        seen[stat.parent.name] = (name[:60], sum(int(value) for value in fields[11:15]) / ticks)
+    return seen
+
+
+def cpu_by_process(before: dict, after: dict, most: int = 8) -> dict[str, float]:
+    """CPU seconds spent over a run, summed by process name, the largest `most` (the rest as "other")."""
+    spent: dict[str, float] = {}
+    for pid, (name, seconds) in after.items():
+        used = seconds - before[pid][1] if pid in before and before[pid][0] == name else seconds
+        if used > 0:
+            spent[name] = spent.get(name, 0.0) + used
+    ranked = sorted(spent.items(), key=lambda item: -item[1])
+    top = {name: round(seconds, 1) for name, seconds in ranked[:most]}
+    if rest := sum(seconds for _, seconds in ranked[most:]):
+        top["other"] = round(rest, 1)
+    return top
+
+
 def timed_run(name: str, photos: Path, shard_rows: int) -> dict:
     engine, workers = name.split("-")
     with tempfile.TemporaryDirectory() as scratch:
-        before = load()
+        before, cpu_before = load(), process_cpu_seconds()
         started = time.perf_counter()
         run_job([str(photos)], AnalyzeJob(), str(Path(scratch) / "out"), engine="ray" if engine == "ray" else "local",
                 workers=int(workers), shard_rows=shard_rows, quiet=True)
         seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "load_before": before, "load_after": load()}
+        cpu = cpu_by_process(cpu_before, process_cpu_seconds())
+    return {"seconds": round(seconds, 2), "load_before": before, "load_after": load(), "cpu_s": cpu,
+            "cpu_s_total": round(sum(cpu.values()), 1)}
 
 
 def _probe_worker(paths: list[str], start, queue) -> None:
@@ -182,6 +217,10 @@ def table(results: dict) -> str:
     for name, run in results["runs"].items():
         lines.append(f"| {name} | {run['seconds']} | {run['images_per_s']} | "
                      f"{run['load_before']} -> {run['load_after']} |")
+    for name, run in results["runs"].items():
+        if run.get("cpu_s"):
+            lines.append(f"\n{name}: {run['cpu_s_total']} CPU s in all: "
+                         + ", ".join(f"{process} {seconds}" for process, seconds in run["cpu_s"].items()))
     for key in ("speedup_2_workers", "ray_vs_local_2", "ray_init_s", "probe"):
         if key in results:
             lines.append(f"\n{key}: {results[key]}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -162,6 +163,11 @@ def test_the_throughput_bench_times_both_local_runs_and_the_machines_own_ceiling
     assert len(list(photos.glob("photo-*.jpg"))) == 6
     assert set(results["runs"]) == {"local-1", "local-2"} and results["speedup_2_workers"] > 0
     assert all(run["seconds"] > 0 and run["images_per_s"] > 0 for run in results["runs"].values())
+    if sys.platform == "linux":  # where the CPU time went, from /proc: the measurement is most of it
+        for run in results["runs"].values():
+            assert run["cpu_s_total"] == pytest.approx(sum(run["cpu_s"].values()), abs=0.2)
+            assert 0 < max(run["cpu_s"].values()) <= run["cpu_s_total"]
+        assert results["runs"]["local-1"]["cpu_s_total"] >= 0.5 * results["runs"]["local-1"]["seconds"]
     probe = results["probe"]
     assert probe["photos_per_process"] == 6 and probe["one_process_per_s"] > 0
     assert probe["ceiling_2_workers"] == pytest.approx(probe["two_processes_per_s"] / probe["one_process_per_s"],
