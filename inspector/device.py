@@ -9,12 +9,13 @@
   dynamic quantization, fbgemm/oneDNN kernels). The vision tower stays unquantized
   (`inspector.quantize.quantize_int8` says why): in bf16 where the CPU computes bf16
   natively (AVX512-BF16 or AMX), in fp32 elsewhere. On native bf16 this pair (int8 decodes
-  faster, bf16 encodes faster) took a side-by-side report of the 2B shape from 14.2 s in
-  bf16 to 8.7 s, at the tiny adapter's macro F1 of fp32 (README, "Performance"). Without native bf16 a bf16
+  faster, bf16 encodes faster) took a side-by-side report of the 2B shape to 8.7-10.0 s
+  against 11.8-14.2 s in bf16 (two runs), at the tiny adapter's macro F1 of fp32 (README,
+  "Performance"). Without native bf16 a bf16
   matmul is converted on the fly (46 GFLOPS against 143 for fp32 on the AVX-512 VNNI
   Xeon here), while an int8 Linear of the 2B's MLP shape ran 5x faster than fp32 at one
   token and 2.7x at 220 (`python -m inspector bench` measures the whole report).
-- fp32: CPUs where PyTorch has no int8 engine.
+- Where PyTorch has no int8 engine: bf16 on CPUs with native bf16, else fp32.
 
 Overrides: `INSPECTOR_DEVICE` (`cuda`, `cpu`), `INSPECTOR_DTYPE` (`nf4`, `int8`, `bf16`,
 `fp16`, `fp32`; an int8 asked for keeps the tower in fp32 unless `INSPECTOR_INT8_VISION`
