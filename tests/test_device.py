@@ -102,3 +102,20 @@ def test_a_cpu_runs_int8_with_the_tower_in_its_fast_float(monkeypatch, native_bf
     assert choose_runtime(precision="int8").int8_vision is None, "int8 asked for: the tower stays fp32"
     monkeypatch.setattr(device, "cpu_has_int8_engine", lambda: False)
     assert choose_runtime().precision == ("bf16" if native_bf16 else "fp32")
+
+
+@pytest.mark.parametrize(("native_bf16", "trains_in"), [(True, "bf16"), (False, "fp32")])
+def test_training_on_a_cpu_takes_its_float_where_serving_takes_int8(monkeypatch, native_bf16, trains_in):
+    """Dynamic int8 layers have no gradients: finetune trains in the CPU's float instead."""
+    import inspector.device as device
+    from train.finetune import training_runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("INSPECTOR_DTYPE", raising=False)
+    monkeypatch.delenv("INSPECTOR_DEVICE", raising=False)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(device, "cpu_has_int8_engine", lambda: True)
+    assert choose_runtime().int8, "what serving picks"
+    assert training_runtime(None, None).precision == trains_in
+    assert training_runtime(None, "int8").precision == trains_in
+    assert training_runtime(None, "fp32").precision == "fp32", "a float asked for is kept"

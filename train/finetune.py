@@ -165,6 +165,17 @@ def print0(*values, **kwargs) -> None:
         print(*values, **kwargs)
 
 
+def training_runtime(device: str | None, precision: str | None):
+    """The runtime to train in: the serving choice, except that int8 (the CPU serving default) becomes
+    the CPU's float, bf16 where it is native, else fp32: dynamic int8 layers have no gradients."""
+    from inspector.device import choose_runtime, cpu_has_native_bf16
+
+    runtime = choose_runtime(device, precision)
+    if runtime.int8:
+        runtime = choose_runtime(runtime.device, "bf16" if cpu_has_native_bf16() else "fp32")
+    return runtime
+
+
 def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     """Train and save the adapter to `args.output_dir`; returns that folder."""
     import torch
@@ -172,7 +183,6 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, set_seed
 
-    from inspector.device import choose_runtime, cpu_has_native_bf16
     from inspector.hub import is_local
     from inspector.model import load_base
     from inspector.tasks import get_task
@@ -202,9 +212,7 @@ def main(config: FinetuneConfig, args: TrainingConfig) -> Path:
     # LoRA's A matrices are drawn in get_peft_model, before Trainer seeds: unseeded, the same
     # recipe gave a different adapter on every run, and a resumed run could not be checked against one.
     set_seed(args.seed)
-    runtime = choose_runtime(config.device, config.precision)
-    if runtime.int8:  # the CPU serving default; dynamic int8 layers have no gradients: the CPU's float
-        runtime = choose_runtime(runtime.device, "bf16" if cpu_has_native_bf16() else "fp32")
+    runtime = training_runtime(config.device, config.precision)
     print0(f"runtime: {runtime.describe()}")
     print0(f"autocast: {'bf16' if args.bf16 else 'fp16' if args.fp16 else 'none'}")
     model, processor = load_base(config.base_model, config.base_revision, runtime)
