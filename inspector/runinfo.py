@@ -142,7 +142,8 @@ def format_figures(training: dict[str, Any]) -> str:
 
 
 def runtime_line(info: dict[str, Any]) -> str:
-    """One line: "Base tiny-qwen2-vl (tiny stand-in, local folder) + adapter ... on cpu/bf16, 256 visual tokens"."""
+    """One line: "Base tiny-qwen2-vl (tiny stand-in, local folder) + adapter ...; cpu/int8 with a bf16
+    vision tower, 256 visual tokens per image.""""
     base = info["base"]
     if base is None:
         return "No model loaded: only the measured evidence is served."
