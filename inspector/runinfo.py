@@ -143,7 +143,8 @@ def format_figures(training: dict[str, Any]) -> str:
 
 def runtime_line(info: dict[str, Any]) -> str:
     """One line: "Base tiny-qwen2-vl (tiny stand-in, local folder) + adapter ...; cpu/int8 with a bf16
-    vision tower, 256 visual tokens per image.""""
+    vision tower, 256 visual tokens per image."
+    """
     base = info["base"]
     if base is None:
         return "No model loaded: only the measured evidence is served."
