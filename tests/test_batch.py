@@ -173,6 +173,9 @@ def test_the_throughput_bench_times_both_local_runs_and_the_machines_own_ceiling
     assert probe["ceiling_2_workers"] == pytest.approx(probe["two_processes_per_s"] / probe["one_process_per_s"],
                                                        abs=0.01)
     assert json.loads((tmp_path / "r.json").read_text()) == results
+    with pytest.raises(SystemExit):  # the warm Ray run is a second job: refused before any photo is made
+        analyze_throughput.main(["--n", "6", "--photos", str(tmp_path / "none"), "--runs", "ray-2-warm"])
+    assert not (tmp_path / "none").exists()
 
 
 def test_shards_cover_the_rows_once():
