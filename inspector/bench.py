@@ -145,7 +145,7 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
 
     from inspector.device import Runtime, compute_dtype
     from inspector.model import ADAPTER_NAME, LANGUAGE_LORA_TARGETS, load_base
-    from inspector.quantize import quantize_int8
+    from inspector.quantize import quantize_int8, vision_scheme
     from inspector.tiny import build_2b_shaped, qwen2_vl_2b_config
 
     if shape != "2b":
@@ -153,7 +153,7 @@ def build_model(shape: str, precision: str, processor, seed: int = 0, int8_visio
     # Every precision but int8 runs on the GPU where there is one: the unquantized baseline too.
     device = "cuda" if precision == "nf4" or (torch.cuda.is_available() and precision != "int8") else "cpu"
     compute, why = compute_dtype(device)
-    tower = int8_vision if precision == "int8" and int8_vision != "fp32" else None
+    tower = vision_scheme(int8_vision) if precision == "int8" else None
     runtime = Runtime(device, precision, f"benchmark; {why}" if precision == "nf4" else "benchmark", compute,
                       int8_vision=tower)
     log.info("benchmark runtime: %s", runtime.describe())

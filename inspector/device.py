@@ -184,11 +184,12 @@ def choose_runtime(device: str | None = None, precision: str | None = None) -> R
         compute, why_compute = compute_dtype(device)
         runtime = Runtime(device, "nf4", f"{why_device}; nf4 keeps the 2B model under 4 GB of VRAM; {why_compute}",
                           compute)
-    elif cpu_has_native_bf16() and cpu_has_int8_engine():
-        runtime = Runtime(device, INT8, f"{why_device}; the CPU computes bf16 natively: int8 decodes faster, "
-                          "bf16 runs the vision tower faster", int8_vision="bf16")
     elif cpu_has_native_bf16():
-        runtime = Runtime(device, "bf16", f"{why_device}; the CPU computes bf16 natively")
+        if cpu_has_int8_engine():
+            runtime = Runtime(device, INT8, f"{why_device}; the CPU computes bf16 natively: int8 decodes faster, "
+                              "bf16 runs the vision tower faster", int8_vision="bf16")
+        else:
+            runtime = Runtime(device, "bf16", f"{why_device}; the CPU computes bf16 natively")
     elif cpu_has_int8_engine():
         runtime = Runtime(device, INT8, f"{why_device}; no native bf16, and int8 Linear layers beat fp32 here")
     else:

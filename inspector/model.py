@@ -23,7 +23,7 @@ from inspector.generation import GREEDY_DECODING
 from inspector.hub import Unavailable, explain_hub_error, is_local, prepare_hub, resolve_adapter
 from inspector.images import load_image
 from inspector.prompts import build_task_inputs
-from inspector.quantize import INT8_VISION_SCHEMES, quantize_int8
+from inspector.quantize import INT8_VISION_SCHEMES, quantize_int8, vision_scheme
 from inspector.vision import image_features
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class Inspector:
                 log.info("visual tokens per image: %d, as the adapter was trained", trained)
         if runtime.int8:
             if config.int8_vision:  # asked for: the runtime then describes the tower that runs
-                runtime = replace(runtime, int8_vision=None if config.int8_vision == "fp32" else config.int8_vision)
+                runtime = replace(runtime, int8_vision=vision_scheme(config.int8_vision))
             quantize_int8(model, vision=runtime.int8_vision)
         elif config.int8_vision:
             log.info("int8_vision=%s is ignored: the precision is %s, not int8", config.int8_vision, runtime.precision)

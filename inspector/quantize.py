@@ -17,6 +17,14 @@ VISION_MODULE = "visual"  # Qwen2-VL's vision tower (blocks and merger): `model.
 INT8_VISION_SCHEMES = (None, "fp32", "bf16", "per-token", "per-tensor")  # how int8 treats the vision tower
 
 
+def vision_scheme(vision: str | None) -> str | None:
+    """The tower's scheme as `quantize_int8` applies it, checked: "fp32" and None are both the fp32
+    tower (None)."""
+    if vision not in INT8_VISION_SCHEMES:
+        raise ValueError(f"vision={vision!r}: use None or 'fp32' (fp32 tower), 'bf16', 'per-token' or 'per-tensor'")
+    return None if vision == "fp32" else vision
+
+
 def quantize_int8(model, vision: str | None = None) -> int:
     """Dynamic int8 of the language model's Linear layers, in place; returns how many.
 
@@ -42,9 +50,7 @@ def quantize_int8(model, vision: str | None = None) -> int:
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    if vision not in INT8_VISION_SCHEMES:  # before any layer is touched
-        raise ValueError(f"vision={vision!r}: use None or 'fp32' (fp32 tower), 'bf16', 'per-token' or 'per-tensor'")
-    vision = None if vision == "fp32" else vision
+    vision = vision_scheme(vision)  # checked before any layer is touched
 
     targets = [name for name, module in model.named_modules()
                if type(module) is torch.nn.Linear and ".lora_" not in name

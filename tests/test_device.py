@@ -33,6 +33,17 @@ def _pretend_gpu(monkeypatch, native_bf16: bool) -> list[dict]:
     return calls
 
 
+def _pretend_cpu(monkeypatch, native_bf16: bool) -> None:
+    """No GPU, a CPU with or without native bf16, PyTorch's int8 engine there, nothing asked for."""
+    import inspector.device as device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("INSPECTOR_DTYPE", raising=False)
+    monkeypatch.delenv("INSPECTOR_DEVICE", raising=False)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(device, "cpu_has_int8_engine", lambda: True)
+
+
 @pytest.mark.parametrize(("native_bf16", "expected", "torch_dtype"),
                          [(True, "bf16", torch.bfloat16), (False, "fp16", torch.float16)])
 def test_nf4_computes_in_the_gpus_dtype_with_the_reason(monkeypatch, caplog, native_bf16, expected, torch_dtype):
@@ -90,11 +101,7 @@ def test_a_cpu_runs_int8_with_the_tower_in_its_fast_float(monkeypatch, native_bf
     vision tower in bf16 where the CPU computes it natively, else fp32; bf16 or fp32 without int8."""
     import inspector.device as device
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.delenv("INSPECTOR_DTYPE", raising=False)
-    monkeypatch.delenv("INSPECTOR_DEVICE", raising=False)
-    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native_bf16)
-    monkeypatch.setattr(device, "cpu_has_int8_engine", lambda: True)
+    _pretend_cpu(monkeypatch, native_bf16)
     runtime = choose_runtime()
     assert (runtime.device, runtime.precision, runtime.int8_vision) == ("cpu", "int8", tower)
     assert ("with a bf16 vision tower" in runtime.describe()) is native_bf16
@@ -107,14 +114,9 @@ def test_a_cpu_runs_int8_with_the_tower_in_its_fast_float(monkeypatch, native_bf
 @pytest.mark.parametrize(("native_bf16", "trains_in"), [(True, "bf16"), (False, "fp32")])
 def test_training_on_a_cpu_takes_its_float_where_serving_takes_int8(monkeypatch, native_bf16, trains_in):
     """Dynamic int8 layers have no gradients: finetune trains in the CPU's float instead."""
-    import inspector.device as device
     from train.finetune import training_runtime
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.delenv("INSPECTOR_DTYPE", raising=False)
-    monkeypatch.delenv("INSPECTOR_DEVICE", raising=False)
-    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native_bf16)
-    monkeypatch.setattr(device, "cpu_has_int8_engine", lambda: True)
+    _pretend_cpu(monkeypatch, native_bf16)
     assert choose_runtime().int8, "what serving picks"
     assert training_runtime(None, None).precision == trains_in
     assert training_runtime(None, "int8").precision == trains_in
