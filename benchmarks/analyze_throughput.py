@@ -49,8 +49,10 @@ from inspector.device import cpu_kind  # noqa: E402
 
 SIZE = (1152, 864)  # 0.995 MP, 4:3
 # ray-2-warm: a second Ray Data job on the same instance, whose helper actors (stats, autoscaling
-# coordinator, actor locations) the first job started, as on a cluster that has run a job before
-RUNS = ("local-1", "local-2", "ray-2", "ray-2-warm")
+# coordinator, actor locations) the first job started, as on a cluster that has run a job before.
+# ray-2-runtime-env: a fresh instance started as the engine started it before (the checkout's path
+# in a runtime_env, which keeps Ray from reusing its prestarted workers for the actors).
+RUNS = ("local-1", "local-2", "ray-2", "ray-2-warm", "ray-2-runtime-env")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -130,17 +132,41 @@ class CpuSampler:
         self.thread.start()
         return self
 
+    def _read(self) -> None:
+        for pid, (name, seconds) in process_cpu_seconds().items():
+            known = self.last.get(pid)
+            # An ended process not yet reaped has no command line left: it keeps the name it had
+            self.last[pid] = (known[0] if known and name == "(kernel)" else name, seconds)
+
     def _sample(self) -> None:
         while not self.stop.wait(self.interval):
-            self.last.update(process_cpu_seconds())
+            self._read()
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join()
-        self.last.update(process_cpu_seconds())
+        self._read()
 
     def spent(self) -> dict[str, float]:
         return cpu_by_process(self.before, self.last)
+
+
+def start_ray_timed(mode: str) -> float:
+    """A fresh local Ray instance with 2 CPUs, its start timed apart (on a cluster it is up before
+    the job): as the engine starts it (`inspector.raydata.start_ray`), or with `mode`
+    "runtime-env" as it did before, the checkout's path in a job runtime_env."""
+    import ray
+
+    from inspector.raydata import start_ray
+
+    ray.shutdown()
+    started = time.perf_counter()
+    if mode == "runtime-env":
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    else:
+        start_ray(2)
+    return round(time.perf_counter() - started, 2)
 
 
 def timed_run(name: str, photos: Path, shard_rows: int) -> dict:
@@ -210,8 +236,11 @@ def main(argv: list[str] | None = None) -> dict:
     runs = [name for name in args.runs.split(",") if name]  # --runs "" --probe: the probe alone
     if unknown := set(runs) - set(RUNS):
         parser.error(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
-    if "ray-2-warm" in runs and ("ray-2" not in runs or runs.index("ray-2") > runs.index("ray-2-warm")):
-        parser.error("ray-2-warm is a second Ray job: ask for ray-2 before it")
+    if len(set(runs)) < len(runs):  # the results are keyed by run: a second one would replace the first
+        parser.error("each run at most once per invocation; for repeats, run the benchmark again")
+    warm = runs.index("ray-2-warm") if "ray-2-warm" in runs else None
+    if warm is not None and (warm == 0 or runs[warm - 1] != "ray-2"):
+        parser.error("ray-2-warm is a second Ray job on the same instance: ask for ray-2 right before it")
 
     paths = generate(Path(args.photos), args.n, args.seed)
     folder = Path(args.photos) / f"first-{args.n}"  # exactly the n photos, whatever else the cache holds
@@ -222,15 +251,15 @@ def main(argv: list[str] | None = None) -> dict:
             link.symlink_to(path)
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_kind()}", "images": args.n,
                "megapixels_each": round(SIZE[0] * SIZE[1] / 1e6, 3), "shard_rows": args.shard_rows, "runs": {}}
+    started_as = None  # how the Ray instance running now was started
     for name in runs:
-        if name.startswith("ray") and "ray_init_s" not in results:
-            import ray
-
-            started = time.perf_counter()
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-            results["ray_init_s"] = round(time.perf_counter() - started, 2)
+        init_s = None
+        if name.startswith("ray") and started_as != (mode := "runtime-env" if name.endswith("runtime-env") else "env"):
+            init_s, started_as = start_ray_timed(mode), mode
+            results.setdefault("ray_init_s", init_s)
         run = timed_run(name, folder, args.shard_rows)
+        if init_s is not None:
+            run["ray_init_s"] = init_s
         run["images_per_s"] = round(args.n / run["seconds"], 2)
         results["runs"][name] = run
         print(f"{name}: {run['seconds']} s, {run['images_per_s']} images/s (load {run['load_before']} -> "
@@ -241,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
     done = results["runs"]
     if {"local-1", "local-2"} <= set(done):
         results["speedup_2_workers"] = round(done["local-2"]["images_per_s"] / done["local-1"]["images_per_s"], 2)
-    for ray_run in ("ray-2", "ray-2-warm"):
+    for ray_run in ("ray-2", "ray-2-warm", "ray-2-runtime-env"):
         if {"local-2", ray_run} <= set(done):  # the time ratio: 1.2 is the target's bound
             results[f"{ray_run.replace('-', '_')}_time_vs_local_2"] = round(
                 done[ray_run]["seconds"] / done["local-2"]["seconds"], 2)
@@ -261,7 +290,8 @@ def table(results: dict) -> str:
         if run.get("cpu_s"):
             lines.append(f"\n{name}: {run['cpu_s_total']} CPU s in all: "
                          + ", ".join(f"{process} {seconds}" for process, seconds in run["cpu_s"].items()))
-    ratios = ("speedup_2_workers", "ray_2_time_vs_local_2", "ray_2_warm_time_vs_local_2")
+    ratios = ("speedup_2_workers", "ray_2_time_vs_local_2", "ray_2_warm_time_vs_local_2",
+              "ray_2_runtime_env_time_vs_local_2")
     for key in (*ratios, "ray_init_s", "probe"):
         if key in results:
             lines.append(f"\n{key}: {results[key]}")

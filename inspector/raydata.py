@@ -59,13 +59,17 @@ def start_ray(workers: int | None) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return
-    root = str(Path(__file__).resolve().parent.parent)
-    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
-    else:  # a local instance's workers import this checkout, installed or not
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+        return
+    # A local instance's workers import this checkout, installed or not. Through the environment
+    # the daemons inherit, not a runtime_env: Ray reuses its prestarted workers for actors only
+    # when they have no runtime_env (ray#47212), and with one each actor started a process more.
+    root = str(Path(__file__).resolve().parent.parent)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, *paths]))
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
 
 
 def run_ray(source, job, pending: list[tuple[int, int]], writer, workers: int | None, progress) -> int:

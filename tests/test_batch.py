@@ -173,8 +173,12 @@ def test_the_throughput_bench_times_both_local_runs_and_the_machines_own_ceiling
     assert probe["ceiling_2_workers"] == pytest.approx(probe["two_processes_per_s"] / probe["one_process_per_s"],
                                                        abs=0.01)
     assert json.loads((tmp_path / "r.json").read_text()) == results
-    with pytest.raises(SystemExit):  # the warm Ray run is a second job: refused before any photo is made
-        analyze_throughput.main(["--n", "6", "--photos", str(tmp_path / "none"), "--runs", "ray-2-warm"])
+    refused = ("ray-2-warm",  # the warm Ray run is a second job on the same instance
+               "ray-2,ray-2-runtime-env,ray-2-warm",  # ... so it comes right after ray-2
+               "local-2,local-1,local-2")  # results are keyed by run: a repeat would replace the first
+    for runs in refused:  # each refused before any photo is made
+        with pytest.raises(SystemExit):
+            analyze_throughput.main(["--n", "6", "--photos", str(tmp_path / "none"), "--runs", runs])
     assert not (tmp_path / "none").exists()
 
 
@@ -205,13 +209,34 @@ def test_inspect_a_dataset_gives_the_cli_json_as_columns(saved_dataset, tiny_mod
 # -- Ray: a local instance with 2 CPUs
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+def test_a_local_ray_instance_gets_the_checkout_through_the_environment(monkeypatch):
+    """No job runtime_env (Ray reuses its prestarted workers for actors only without one); the
+    checkout's path in PYTHONPATH, which the instance's daemons and workers inherit, once."""
     ray = pytest.importorskip("ray")
     from conftest import ROOT
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    from inspector import raydata
+
+    calls = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    raydata.start_ray(2)
+    raydata.start_ray(2)
+    assert calls[0] == {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False}
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/elsewhere"]
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # a cluster: joined as it is, the nodes have the package
+    raydata.start_ray(None)
+    assert calls[-1] == {"log_to_driver": False}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    from inspector.raydata import start_ray
+
+    start_ray(2)  # as the engine starts a local instance: its workers import this checkout
     yield ray
     ray.shutdown()
 
