@@ -495,3 +495,28 @@ def test_other_implementations_label_what_they_applied():
         assert 8.0 < params["sigma"] < 12.0, params
         assert params["sigma"] == pytest.approx(measured_sigma(pixels.astype(np.float32), noisy), rel=0.3) \
             or "mosaic" in params["by"]
+
+
+def test_failure_analysis_tables_count_the_samples():
+    """benchmarks/evidence_failures.py: found shares per band and what the false positives were."""
+    from benchmarks.evidence_failures import band_label, false_table, found_table
+
+    none = {kind: "none" for kind in DEGRADATION_TYPES}
+    upscaled = {"low_resolution": {"factor": 5.0, "interpolation": "bilinear"}}
+    records = [
+        {"photo": "a", "clean": False, "spec": {"blur": {"kind": "gaussian", "sigma": 1.2}},
+         "labels": dict(none, blur="mild"), "measured": dict(none)},
+        {"photo": "a", "clean": False, "spec": {"blur": {"kind": "gaussian", "sigma": 1.3}},
+         "labels": dict(none, blur="mild"), "measured": dict(none, blur="mild")},
+        {"photo": "b", "clean": False, "spec": upscaled, "labels": dict(none, low_resolution="severe"),
+         "measured": dict(none, blur="severe")},
+        {"photo": "c", "clean": True, "spec": {}, "labels": dict(none), "measured": dict(none, blur="mild")},
+    ]
+    assert band_label(5.0, ((1.6, 2.0), (4.0, 99.0))) == ">4" and band_label(1.0, ((1.6, 2.0),)) == "out"
+    found = found_table(records, "blur")
+    assert found[0] == "blur: found 1 of 2 present"
+    assert any(line.split() == ["sigma", "1-1.5", "50.0%", "of", "2"] for line in found)
+    wrong = false_table(records, "blur")
+    assert wrong[0] == "blur: 2 false positives"
+    assert any(line.split() == ["low_resolution", ">4", "bilinear", "1"] for line in wrong)
+    assert any(line.split() == ["clean", "crop", "(c)", "1"] for line in wrong)
