@@ -447,6 +447,27 @@ def test_blur_and_low_resolution_are_one_decision():
         assert not (evidence.get("blur").severity != "none" and evidence.get("low_resolution").severity != "none")
 
 
+def test_fine_spectrum_tells_a_strong_blur_from_a_large_upscaling():
+    """The low end of the difference spectrum in fine bands: a Gaussian blur of sigma s
+    falls as the Gaussian model says (its fit reads about s, with a small residual); an
+    upscaling by 6 is flat and then falls off a cliff near 0.5/6 cycles/px, which no
+    Gaussian explains."""
+    from inspector.evidence.features import FINE_EDGES, fine_spectrum_features
+
+    def fine(spec):
+        luma, _ = luminance(degrade(photo("astronaut", 400), spec, seed=1))
+        values = fine_spectrum_features(luma, 0.0)
+        return dict(zip(("sigma", "residual", "cliff", "excess"), values[-4:]))
+
+    blurred = fine({"blur": {"kind": "gaussian", "sigma": 5.0}})
+    upscaled = fine({"low_resolution": {"factor": 6.0, "interpolation": "lanczos"}})
+    clean = fine({})
+    assert 4.0 < blurred["sigma"] < 6.0 and blurred["residual"] < 0.15
+    assert upscaled["sigma"] < 3.5 and upscaled["residual"] > 2 * blurred["residual"]
+    assert 0.06 < upscaled["cliff"] < 0.11 and upscaled["excess"] > blurred["excess"] + 0.15
+    assert clean["sigma"] < 0.5 and clean["cliff"] == FINE_EDGES[-1]
+
+
 def test_shipped_calibration_loads_and_keeps_the_estimators_readings():
     from inspector.evidence.features import FEATURE_NAMES
     from inspector.evidence.learned import LEARNED_TYPES, load_calibration
