@@ -447,6 +447,27 @@ def test_blur_and_low_resolution_are_one_decision():
         assert not (evidence.get("blur").severity != "none" and evidence.get("low_resolution").severity != "none")
 
 
+def test_fine_spectrum_tells_a_strong_blur_from_a_large_upscaling():
+    """The low end of the difference spectrum in fine bands: a Gaussian blur of sigma s
+    falls as the Gaussian model says (its fit reads about s, with a small residual); an
+    upscaling by 6 is flat and then falls off a cliff near 0.5/6 cycles/px, which no
+    Gaussian explains."""
+    from inspector.evidence.features import FINE_EDGES, fine_spectrum_features
+
+    def fine(spec):
+        luma, _ = luminance(degrade(photo("astronaut", 400), spec, seed=1))
+        values = fine_spectrum_features(luma, 0.0)
+        return dict(zip(("sigma", "residual", "cliff", "excess"), values[-4:]))
+
+    blurred = fine({"blur": {"kind": "gaussian", "sigma": 5.0}})
+    upscaled = fine({"low_resolution": {"factor": 6.0, "interpolation": "lanczos"}})
+    clean = fine({})
+    assert 4.0 < blurred["sigma"] < 6.0 and blurred["residual"] < 0.15
+    assert upscaled["sigma"] < 3.5 and upscaled["residual"] > 2 * blurred["residual"]
+    assert 0.06 < upscaled["cliff"] < 0.11 and upscaled["excess"] > blurred["excess"] + 0.15
+    assert clean["sigma"] < 0.5 and clean["cliff"] == FINE_EDGES[-1]
+
+
 def test_shipped_calibration_loads_and_keeps_the_estimators_readings():
     from inspector.evidence.features import FEATURE_NAMES
     from inspector.evidence.learned import LEARNED_TYPES, load_calibration
@@ -495,3 +516,28 @@ def test_other_implementations_label_what_they_applied():
         assert 8.0 < params["sigma"] < 12.0, params
         assert params["sigma"] == pytest.approx(measured_sigma(pixels.astype(np.float32), noisy), rel=0.3) \
             or "mosaic" in params["by"]
+
+
+def test_failure_analysis_tables_count_the_samples():
+    """benchmarks/evidence_failures.py: found shares per band and what the false positives were."""
+    from benchmarks.evidence_failures import band_label, false_table, found_table
+
+    none = {kind: "none" for kind in DEGRADATION_TYPES}
+    upscaled = {"low_resolution": {"factor": 5.0, "interpolation": "bilinear"}}
+    records = [
+        {"photo": "a", "clean": False, "spec": {"blur": {"kind": "gaussian", "sigma": 1.2}},
+         "labels": dict(none, blur="mild"), "measured": dict(none)},
+        {"photo": "a", "clean": False, "spec": {"blur": {"kind": "gaussian", "sigma": 1.3}},
+         "labels": dict(none, blur="mild"), "measured": dict(none, blur="mild")},
+        {"photo": "b", "clean": False, "spec": upscaled, "labels": dict(none, low_resolution="severe"),
+         "measured": dict(none, blur="severe")},
+        {"photo": "c", "clean": True, "spec": {}, "labels": dict(none), "measured": dict(none, blur="mild")},
+    ]
+    assert band_label(5.0, ((1.6, 2.0), (4.0, 99.0))) == ">4" and band_label(1.0, ((1.6, 2.0),)) == "out"
+    found = found_table(records, "blur")
+    assert found[0] == "blur: found 1 of 2 present"
+    assert any(line.split() == ["sigma", "1-1.5", "50.0%", "of", "2"] for line in found)
+    wrong = false_table(records, "blur")
+    assert wrong[0] == "blur: 2 false positives"
+    assert any(line.split() == ["low_resolution", ">4", "bilinear", "1"] for line in wrong)
+    assert any(line.split() == ["clean", "crop", "(c)", "1"] for line in wrong)

@@ -15,6 +15,9 @@ estimator), the other readings tell which case it is. The learned calibration
   Gaussian fit of its fall and where it falls off a cliff: a Gaussian blur falls
   smoothly (log power linear in frequency squared), an upscaling by f falls off a cliff
   at 0.5/f, so "blur or upscaling" is "which model explains the spectrum";
+- the low end of the same spectrum in finer bands (0.008-0.2 cycles/px), with the same
+  two models: a strong blur and an upscaling by f > 4 differ only there (issue 20: a
+  missed upscale showed up as blur);
 - noise at several scales: the finest-scale mask's low quantiles, the same on a 2x2
   binned copy (white noise halves there, correlated noise less), and the standard
   deviation left after a plane fit in the flattest 16-px cells at full and half
@@ -41,6 +44,11 @@ SPECTRUM_EDGES = tuple(np.round(np.arange(0.025, 0.5001, 0.025), 3))
 FLAT_CELL = 16
 MAX_FLAT_CELLS = 1200
 JPEG_SOURCES = {"none": 0.0, "pixels": 1.0, "tables": 2.0}
+# Finer bands at the low end (cycles/px), where a strong blur and an upscaling by f > 4
+# (its cliff at 0.5/f < 0.125) differ: the 0.025-wide bands above put their whole pass
+# band into one or two bands, whose levels are then at the floor for both.
+FINE_EDGES = (0.008, 0.012, 0.016, 0.024, 0.032, 0.048, 0.064, 0.08, 0.1, 0.125, 0.16, 0.2)
+FLOOR_BAND = (0.35, 0.5)
 
 FEATURE_NAMES: tuple[str, ...] = (
     "jpeg_quality", "jpeg_source", "jpeg_confidence",
@@ -51,6 +59,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"spectrum_{i}" for i in range(1, len(SPECTRUM_EDGES) - 1)),
     "gaussian_fit_sigma", "gaussian_fit_residual", "cutoff_frequency", "cutoff_steepness",
     "log_min_side",
+    *(f"fine_spectrum_{i}" for i in range(1, len(FINE_EDGES) - 1)), "fine_floor",
+    "fine_gaussian_sigma", "fine_gaussian_residual", "fine_cliff_frequency", "fine_cliff_excess",
 )
 
 
@@ -83,6 +93,7 @@ def feature_vector(luma: np.ndarray, jpeg: JpegEstimate, noise: NoiseEstimate, r
         blur.confidence, resolution.factor, min(resolution.strength, 50.0), nu, fall, duplicate_share(luma, shared),
         *spectrum_features(luma, noise_luma, shared),
         np.log(max(2, min(luma.shape))),
+        *fine_spectrum_features(luma, noise_luma, shared),
     ]
     out = np.asarray(values, dtype=np.float64)
     return np.where(np.isfinite(out), out, 0.0)
@@ -128,6 +139,53 @@ def spectrum_features(luma: np.ndarray, noise_sigma: float, shared: Shared | Non
     else:
         cliff, steepness = 0.5, 0.0
     return np.concatenate([relative[1:], [sigma, residual, cliff, steepness]])
+
+
+def fine_spectrum_features(luma: np.ndarray, noise_sigma: float, shared: Shared | None = None) -> np.ndarray:
+    """The low end of the difference spectrum in finer bands, and two models of its fall.
+
+    - Levels: log10 of the median power per `FINE_EDGES` band against the first one
+      (0.008-0.012 cycles/px), and the floor (`FLOOR_BAND`) against the same.
+    - Gaussian fit over the fine bands above the floor (as in `spectrum_features`): its
+      sigma and RMS residual.
+    - Cliff: the first band that falls a decade under the highest level before it, and
+      how much further it falls there than the Gaussian fit says (an upscaling's cliff
+      is steeper than any Gaussian through its flat pass band).
+
+    Rows and columns are summed: the anisotropy of the two (a motion blur softens one
+    direction only) was tried as a feature and left out, because a photo's own content
+    can be anisotropic (a tall rocket on its pad) where no training photo was.
+    """
+    count = len(FINE_EDGES) - 2
+    if min(luma.shape) < 32:
+        return np.zeros(count + 5)
+    frequency, total = row_spectrum(luma, noise_sigma, shared=shared)
+
+    def level(power, low, high):
+        chosen = (frequency >= low) & (frequency < high)
+        return float(np.log10(max(float(np.median(power[chosen])), 1e-6))) if chosen.any() else -6.0
+
+    levels = np.array([level(total, low, high) for low, high in zip(FINE_EDGES[:-1], FINE_EDGES[1:])])
+    centres = 0.5 * (np.asarray(FINE_EDGES[:-1]) + np.asarray(FINE_EDGES[1:]))
+    relative = levels - levels[0]
+    floor = level(total, *FLOOR_BAND) - levels[0]
+    usable = relative > max(floor + 0.3, -3.0)
+    sigma, residual, slope = 0.0, 0.0, 0.0
+    if usable.sum() >= 3:
+        x = centres[usable] ** 2
+        slope = max(-float(np.sum(x * relative[usable]) / np.sum(x * x)), 0.0)
+        residual = float(np.sqrt(np.mean((relative[usable] + slope * x) ** 2)))
+        sigma = float(np.sqrt(slope * np.log(10) / (4 * np.pi**2)))
+    peak = np.maximum.accumulate(relative)
+    below = np.flatnonzero(relative < peak - 1.0)
+    if below.size:
+        cut = int(below[0])
+        drop = float(relative[cut - 1] - relative[cut])
+        expected = slope * float(centres[cut] ** 2 - centres[cut - 1] ** 2)
+        cliff, excess = float(centres[cut]), drop - expected
+    else:
+        cliff, excess = FINE_EDGES[-1], 0.0
+    return np.concatenate([relative[1:], [floor, sigma, residual, cliff, excess]])
 
 
 def flat_cell_std(luma: np.ndarray, cell: int = FLAT_CELL) -> np.ndarray:
