@@ -1,7 +1,7 @@
 """Throughput of `analyze` over a data set: 1 and 2 local workers, and Ray Data with 2 CPUs.
 
 Usage:
-    python benchmarks/analyze_throughput.py                      # 1,000 photos of 1 MP, all four runs
+    python benchmarks/analyze_throughput.py                      # 1,000 photos of 1 MP, all five runs
     python benchmarks/analyze_throughput.py --n 200 --json --out analyze.json
     python benchmarks/analyze_throughput.py --runs local-1,local-2
 
@@ -253,8 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
                "megapixels_each": round(SIZE[0] * SIZE[1] / 1e6, 3), "shard_rows": args.shard_rows, "runs": {}}
     started_as = None  # how the Ray instance running now was started
     for name in runs:
-        init_s = None
-        if name.startswith("ray") and started_as != (mode := "runtime-env" if name.endswith("runtime-env") else "env"):
+        init_s, mode = None, "runtime-env" if name.endswith("runtime-env") else "env"
+        if name.startswith("ray") and started_as != mode:
             init_s, started_as = start_ray_timed(mode), mode
             results.setdefault("ray_init_s", init_s)
         run = timed_run(name, folder, args.shard_rows)

@@ -105,7 +105,9 @@ def context(record: dict) -> dict[str, str]:
 
 def found_table(records: list[dict], kind: str) -> list[str]:
     """Share found among the present ones, per parameter band and per context."""
-    key = "sigma" if kind == "blur" else "factor"
+    from benchmarks.evidence_bench import PARAMETER_KEYS
+
+    key = PARAMETER_KEYS[kind]
     present = [r for r in records if not r["clean"] and r["labels"][kind] != "none"]
     groups: dict[str, list[bool]] = defaultdict(list)
     for r in present:
@@ -123,6 +125,8 @@ def found_table(records: list[dict], kind: str) -> list[str]:
 
 def false_table(records: list[dict], kind: str) -> list[str]:
     """What the images read as `kind` without having it are: clean, the other learned type, or else."""
+    from benchmarks.evidence_bench import PARAMETER_KEYS
+
     wrong = [r for r in records if r["labels"][kind] == "none" and r["measured"][kind] != "none"]
     other = [k for k in LEARNED_TYPES if k != kind][0]
     counts: dict[str, int] = defaultdict(int)
@@ -130,8 +134,7 @@ def false_table(records: list[dict], kind: str) -> list[str]:
         if r["clean"]:
             counts[f"clean crop ({r['photo']})"] += 1
         elif r["labels"][other] != "none":
-            key = "sigma" if other == "blur" else "factor"
-            counts[f"{other} {band_label(r['spec'][other][key], PARAMETER_BANDS[other])} "
+            counts[f"{other} {band_label(r['spec'][other][PARAMETER_KEYS[other]], PARAMETER_BANDS[other])} "
                    f"{context(r)['blur kind' if other == 'blur' else 'interpolation']}"] += 1
         else:
             present = [k for k in DEGRADATION_TYPES if r["labels"][k] != "none"]
@@ -142,14 +145,15 @@ def false_table(records: list[dict], kind: str) -> list[str]:
 
 
 def f1_line(records: list[dict]) -> str:
+    from benchmarks.evidence_bench import f1_score
+
     degraded = [r for r in records if not r["clean"]]
     clean = [r for r in records if r["clean"]]
     cells = []
     for kind in LEARNED_TYPES:
         truth = np.array([r["labels"][kind] != "none" for r in degraded])
         found = np.array([r["measured"][kind] != "none" for r in degraded])
-        tp = float(np.sum(truth & found))
-        f1 = 2 * tp / max(2 * tp + np.sum(truth ^ found), 1.0)
+        f1 = f1_score(truth, found)
         exact = np.mean([r["measured"][kind] == r["labels"][kind] for r in degraded if r["labels"][kind] != "none"])
         cells.append(f"{kind} F1 {f1:.3f} severity exact {exact:.1%}")
     flagged = np.mean([any(v != "none" for v in r["measured"].values()) for r in clean]) if clean else float("nan")
