@@ -49,6 +49,19 @@ class JobActor:
         return pa.table({ROW: batch.column(ROW), RECORD: pa.array([json.dumps(record) for record in records])})
 
 
+def checkout_on_path() -> None:
+    """Put this checkout first on PYTHONPATH, once, for the local Ray instance about to start.
+
+    A local instance's workers import this checkout, installed or not. Through the environment
+    the daemons inherit, not a runtime_env: Ray reuses its prestarted workers for actors only
+    when they have no runtime_env (ray#47212), and with one each actor started a process more.
+    """
+    root = str(Path(__file__).resolve().parent.parent)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, *paths]))
+
+
 def start_ray(workers: int | None) -> None:
     """Join the cluster of RAY_ADDRESS, or start a local instance with `workers` CPUs."""
     import ray
@@ -62,13 +75,7 @@ def start_ray(workers: int | None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
         return
-    # A local instance's workers import this checkout, installed or not. Through the environment
-    # the daemons inherit, not a runtime_env: Ray reuses its prestarted workers for actors only
-    # when they have no runtime_env (ray#47212), and with one each actor started a process more.
-    root = str(Path(__file__).resolve().parent.parent)
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if root not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, *paths]))
+    checkout_on_path()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
 
 

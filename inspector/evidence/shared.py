@@ -25,7 +25,7 @@ class Shared:
     def __init__(self, luma: np.ndarray):
         self.luma = luma
         self._half: np.ndarray | None = None
-        self._profiles: dict[int, list[np.ndarray]] = {}
+        self._profiles: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._line_powers: dict[int, tuple] = {}
 
     def half(self) -> np.ndarray:
@@ -37,7 +37,14 @@ class Shared:
         return self._half
 
     def profiles(self, axis: int) -> list[np.ndarray]:
-        """`resolution.difference_profiles(luma, axis)`: mean |first| and |second| differences."""
+        """`resolution.difference_profiles(luma, axis)[0]`: mean |first| and |second| differences."""
+        return self._difference_profiles(axis)[0]
+
+    def pattern_profiles(self, axis: int) -> list[np.ndarray]:
+        """`resolution.difference_profiles(luma, axis)[1]`: their L3 means, where patterns are searched."""
+        return self._difference_profiles(axis)[1]
+
+    def _difference_profiles(self, axis: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         if axis not in self._profiles:
             from inspector.evidence.resolution import difference_profiles
 
