@@ -78,9 +78,8 @@ def difference_profiles(luma: np.ndarray, axis: int) -> tuple[list[np.ndarray], 
         # abs in place: the same values without more temporaries.
         size = np.abs(differences, out=differences)
         means.append(size.mean(axis=0))
-        cube = size * size
-        cube *= size
-        cubic.append(np.cbrt(cube.mean(axis=0)))
+        # The sum of cubes per position in one pass, without the temporaries of size**3.
+        cubic.append(np.cbrt(np.einsum("ij,ij,ij->j", size, size, size) / size.shape[0]))
     return means, cubic
 
 
