@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     started_as = None  # how the Ray instance running now was started
     for name in runs:
         init_s, mode = None, RAY_START.get(name)
-        if name.startswith("ray") and started_as != mode:
+        if mode is not None and started_as != mode:  # a Ray run on an instance started otherwise
             init_s, started_as = start_ray_timed(mode), mode
             results.setdefault("ray_init_s", init_s)
         run = timed_run(name, folder, args.shard_rows)

@@ -1,4 +1,4 @@
-"""The resampling-pattern detector alone: upscalings found against false patterns, by profile power.
+"""The resampling-pattern detector alone: upscalings found against false patterns, by profile kind.
 
 Usage:
     python benchmarks/resampling_detection.py                  # 900 samples of the calibration photos
@@ -10,8 +10,8 @@ the factor choice and the learned calibration: on crops of the calibration (tuni
 photos only, half of them upscaled by a factor drawn log-uniformly from 1.4-8 with the
 synthesis's four interpolations, a quarter clean and a quarter blurred (Gaussian, sigma
 1-5), each with nothing more, white noise (sigma 4-25), a JPEG (quality 25-75) or both.
-For the mean absolute difference profiles (power 1, the detector up to 2026-12-03) and for
-their L3 means (power 3, the shipped one) it prints, at each detector's own threshold and
+For the mean absolute difference profiles (the detector up to 2026-12-03) and for their L3
+means (the shipped one) it prints, at each detector's own threshold and
 at thresholds in between, the share of upscaled crops whose pattern clears it ("found")
 and of the others that show one ("false"), the found share by condition and factor band.
 Seeds 7 and 8 were the two draws looked at when the power and the threshold were chosen
@@ -36,13 +36,13 @@ from evidence_bench import CALIBRATION_PHOTOS, load_photos, random_crop  # noqa:
 
 from inspector.evidence import synthesis  # noqa: E402
 from inspector.evidence.measure import luminance  # noqa: E402
-from inspector.evidence.resolution import MIN_STRENGTH, PATTERN_POWER, periodic_peak  # noqa: E402
+from inspector.evidence.resolution import MEAN_MIN_STRENGTH, MIN_STRENGTH, periodic_peak  # noqa: E402
 from inspector.evidence.shared import Shared  # noqa: E402
 
 CONDITIONS = ("plain", "noise", "jpeg", "noise+jpeg")
 FACTOR_BANDS = ((1.4, 2.0), (2.0, 4.0), (4.0, 8.01))
-# Each detector's threshold: the mean absolute profiles' before the L3 ones, and the shipped.
-DETECTORS = {1: 4.0, PATTERN_POWER: MIN_STRENGTH}
+# Each detector: whether it reads the mean absolute profiles, and its threshold.
+DETECTORS = {"mean absolute profiles (before)": (True, MEAN_MIN_STRENGTH), "L3 profiles (shipped)": (False, MIN_STRENGTH)}
 
 
 def draw(rng: np.random.Generator, photos: dict) -> dict:
@@ -77,20 +77,20 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     photos = load_photos(CALIBRATION_PHOTOS)
-    kinds, conditions, factors, strengths = [], [], [], {power: [] for power in DETECTORS}
+    kinds, conditions, factors, strengths = [], [], [], {name: [] for name in DETECTORS}
     for _ in tqdm(range(args.n), desc="samples", file=sys.stderr):
         sample = draw(rng, photos)
         luma, _ = luminance(sample["image"])
         shared, jpeg = Shared(luma), "jpeg_artifacts" in sample["spec"]
-        for power, threshold in DETECTORS.items():
-            strengths[power].append(periodic_peak(luma, jpeg, shared, min_strength=threshold, power=power)[1])
+        for name, (mean_profiles, threshold) in DETECTORS.items():
+            strengths[name].append(periodic_peak(luma, jpeg, shared, threshold, mean_profiles)[1])
         kinds.append(sample["kind"])
         conditions.append(sample["condition"])
         factors.append(sample["spec"].get("low_resolution", {}).get("factor", 1.0))
     upscaled, conditions, factors = np.array(kinds) == "upscaled", np.array(conditions), np.array(factors)
     result = {"samples": args.n, "seed": args.seed, "upscaled": int(upscaled.sum()), "detectors": {}}
-    for power, own in DETECTORS.items():
-        strength = np.array(strengths[power])
+    for name, (_, own) in DETECTORS.items():
+        strength = np.array(strengths[name])
         rows = {}
         for threshold in sorted({own, *np.round(np.arange(2.8, 4.6, 0.2), 1)}):
             found = strength >= threshold
@@ -99,14 +99,14 @@ def main(argv: list[str] | None = None) -> dict:
                 **{condition: share(found[upscaled & (conditions == condition)]) for condition in CONDITIONS},
                 **{f"factor {low}-{high:.0f}": share(found[upscaled & (factors >= low) & (factors < high)])
                    for low, high in FACTOR_BANDS}}
-        result["detectors"][f"power {power}"] = {"threshold": own, "rows": rows}
+        result["detectors"][name] = {"threshold": own, "rows": rows}
     print(json.dumps(result, indent=2) if args.json else table(result))
     return result
 
 
 def table(result: dict) -> str:
-    lines = [f"{result['samples']} samples of the calibration photos (seed {result['seed']}), "
-             f"{result['upscaled']} upscaled", ""]
+    lines = [(f"{result['samples']} samples of the calibration photos (seed {result['seed']}), "
+              f"{result['upscaled']} upscaled"), ""]
     for name, detector in result["detectors"].items():
         columns = list(next(iter(detector["rows"].values())))
         lines += [f"{name} (its threshold: {detector['threshold']})", "",

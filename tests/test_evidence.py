@@ -549,10 +549,11 @@ def test_l3_profiles_find_noisy_upscalings_the_mean_profiles_miss():
     before, at its threshold of 4.0), and neither sees a pattern in the same noisy crops left
     at their size."""
     from inspector.evidence import synthesis
-    from inspector.evidence.resolution import MIN_STRENGTH, periodic_peak
+    from inspector.evidence.resolution import MEAN_MIN_STRENGTH, MIN_STRENGTH, periodic_peak
     from inspector.evidence.shared import Shared
 
-    found = {1: 0, 3: 0}
+    detectors = {"mean": (True, MEAN_MIN_STRENGTH), "l3": (False, MIN_STRENGTH)}
+    found = {name: 0 for name in detectors}
     for name in ("astronaut", "chelsea", "coffee"):
         base = photo(name, 320)
         for seed in range(8):
@@ -560,9 +561,11 @@ def test_l3_profiles_find_noisy_upscalings_the_mean_profiles_miss():
             upscaled = synthesis.degrade(
                 base, {"low_resolution": {"factor": 2.5 + 0.5 * seed, "interpolation": "bicubic"}, **noise}, seed=seed)
             clean = synthesis.degrade(base, noise, seed=seed)
-            for power, threshold in ((1, 4.0), (3, MIN_STRENGTH)):
-                luma, _ = luminance(upscaled)
-                found[power] += periodic_peak(luma, False, Shared(luma), threshold, power)[1] >= threshold
-                luma, _ = luminance(clean)
-                assert periodic_peak(luma, False, Shared(luma), threshold, power)[1] < threshold, (name, seed, power)
-    assert found[3] >= 12 and found[3] >= found[1] + 5, found
+            (upscaled_luma, _), (clean_luma, _) = luminance(upscaled), luminance(clean)
+            upscaled_shared, clean_shared = Shared(upscaled_luma), Shared(clean_luma)
+            for detector, (mean_profiles, threshold) in detectors.items():
+                strength = periodic_peak(upscaled_luma, False, upscaled_shared, threshold, mean_profiles)[1]
+                found[detector] += strength >= threshold
+                strength = periodic_peak(clean_luma, False, clean_shared, threshold, mean_profiles)[1]
+                assert strength < threshold, (name, seed, detector)
+    assert found["l3"] >= 12 and found["l3"] >= found["mean"] + 5, found

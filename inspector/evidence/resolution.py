@@ -40,12 +40,11 @@ from inspector.evidence.shared import Shared, shared_for
 # Frequencies searched, cycles/px: factors from 1.12 to about 9.
 BAND = (0.105, 0.5)
 # Joint (both axes) peak height over its local background to call a pattern, in the L3
-# profiles. 4.0 in the mean absolute ones (the detector up to 2026-12-03), where it let
-# through the same share of false patterns on the calibration photos as 3.2 does in these.
+# profiles. MEAN_MIN_STRENGTH in the mean absolute ones (the detector up to 2026-12-03),
+# where it let through the same share of false patterns on the calibration photos as 3.2
+# does in these.
 MIN_STRENGTH = 3.4
-# The power of the pattern profiles (3: the L3 mean of the differences); 1 is the mean
-# absolute difference, which the duplicate share reads.
-PATTERN_POWER = 3
+MEAN_MIN_STRENGTH = 4.0
 # Half-width around k/8 cycles/px left out when a JPEG is measured.
 JPEG_GUARD = 0.01
 # Rows (and columns) used for the spectrum that tells the two candidates apart.
@@ -67,7 +66,7 @@ PROFILE_LINES = 256
 
 def difference_profiles(luma: np.ndarray, axis: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per position along `axis`: the mean |first| and |second| differences, and the same
-    differences' L3 means ((mean |d|^3)^(1/3), `PATTERN_POWER`), from one pass."""
+    differences' L3 means ((mean |d|^3)^(1/3)), from one pass."""
     lines = luma if axis == 1 else luma.T
     step = max(1, lines.shape[0] // PROFILE_LINES)
     lines = np.ascontiguousarray(lines[::step])
@@ -102,17 +101,17 @@ def profile_spectrum(profile: np.ndarray, size: int) -> tuple[np.ndarray, np.nda
 
 
 def periodic_peak(luma: np.ndarray, jpeg_present: bool, shared: Shared | None = None,
-                  min_strength: float = MIN_STRENGTH, power: int = PATTERN_POWER) -> tuple[float, float]:
+                  min_strength: float = MIN_STRENGTH, mean_profiles: bool = False) -> tuple[float, float]:
     """(frequency, strength) of the strongest pattern present along both axes.
 
-    `power` 1 searches the mean absolute differences instead (the detector before the L3
-    profiles, with its threshold as `min_strength`: benchmarks/resampling_detection.py)."""
+    `mean_profiles` searches the mean absolute differences instead of their L3 means (the
+    detector before, with MEAN_MIN_STRENGTH as `min_strength`: benchmarks/resampling_detection.py)."""
     shared = shared_for(luma, shared)
     size = 4096
     axis_scores = []
     for axis in (1, 0):
         scores = None
-        for profile in shared.profiles(axis) if power == 1 else shared.pattern_profiles(axis):
+        for profile in shared.profiles(axis) if mean_profiles else shared.pattern_profiles(axis):
             frequency, score = profile_spectrum(profile, size)
             scores = score if scores is None else np.maximum(scores, score)
         # The two axes have different lengths, so their peaks may sit a bin or two apart.
