@@ -223,6 +223,65 @@ def test_subset_block_paths_equal_the_indexed_definitions():
     np.testing.assert_allclose(block_dct(luma), expected, atol=1e-9)
 
 
+def test_low_frequency_dct_is_the_corner_of_the_full_one():
+    """block_dct(size=5), what the JPEG quality reads, is the full DCT's lowest 5x5 frequencies."""
+    from inspector.evidence.jpeg import block_dct
+
+    luma = (np.random.default_rng(2).random((400, 520)) * 250 + 2).astype(np.float32)
+    for max_blocks in (20000, 700):
+        full = block_dct(luma, max_blocks=max_blocks).reshape(-1, 8, 8)
+        low = block_dct(luma, max_blocks=max_blocks, size=5).reshape(-1, 5, 5)
+        np.testing.assert_allclose(low, full[:, :5, :5], rtol=0, atol=1e-9)
+
+
+def test_gradient_direction_is_arctan2s_bin_also_at_the_borders():
+    from inspector.evidence.blur import DIRECTIONS, gradient_direction
+
+    rng = np.random.default_rng(3)
+    gy, gx = rng.standard_normal((2, 200_000)).astype(np.float32)
+    # Vectors on and next to the 22.5 and 67.5 degree borders, axis-aligned ones and zeros.
+    gx[:4000] = 1.0
+    borders = np.float32([np.tan(np.pi / 8), np.tan(3 * np.pi / 8)])
+    gy[:4000] = rng.choice(borders, 4000) * rng.choice([-1, 1], 4000) * (1 + rng.uniform(-1e-6, 1e-6, 4000))
+    gx[4000:4100], gy[4100:4200], gx[4200:4300], gy[4200:4300] = 0.0, 0.0, 0.0, 0.0
+    expected = np.round(np.arctan2(gy, gx) / (np.pi / DIRECTIONS)).astype(np.int64) % DIRECTIONS
+    assert np.array_equal(gradient_direction(gy, gx), expected)
+
+
+def test_band_medians_equal_numpys_median_per_band():
+    from inspector.evidence.features import FINE_EDGES, SPECTRUM_EDGES, band_medians
+
+    frequency = np.fft.rfftfreq(512)
+    power = np.random.default_rng(4).lognormal(0, 2, frequency.size)
+    for lows, highs in ((SPECTRUM_EDGES[:-1], np.asarray(SPECTRUM_EDGES[1:]) + 1e-9),
+                        (FINE_EDGES[:-1], FINE_EDGES[1:]), ((0.3, 0.6), (0.3, 0.7))):
+        expected = [np.median(power[(frequency >= low) & (frequency < high)])
+                    if ((frequency >= low) & (frequency < high)).any() else np.nan for low, high in zip(lows, highs)]
+        assert np.array_equal(band_medians(frequency, power, lows, highs), expected, equal_nan=True)
+
+
+def test_flat_cell_std_is_the_residual_of_a_least_squares_plane_per_cell():
+    """The projections give each cell's plane-fit residual (lstsq), and the image is left as it was."""
+    from inspector.evidence.features import flat_cell_std
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:160, 0:16]
+    # A column of ten 16-px cells (the reshape alone could then be a view of the image):
+    # planes of different slopes plus noise of different sigmas, and one clipped cell.
+    luma = (40 + 0.8 * yy + 0.3 * xx + rng.normal(0, 1, (160, 16)) * np.repeat(np.arange(1, 11), 16)[:, None])
+    luma[:16] = 250.0
+    luma = luma.astype(np.float32)
+    before = luma.copy()
+    design = np.stack([np.ones(256), yy[:16, :].ravel(), xx[:16, :].ravel()], axis=1)
+    residuals = []
+    for row in range(1, 10):
+        cell = luma[row * 16:(row + 1) * 16].astype(np.float64).ravel()
+        fit = np.linalg.lstsq(design, cell, rcond=None)
+        residuals.append(np.sqrt(fit[1][0] / (256 - 3)))
+    np.testing.assert_allclose(flat_cell_std(luma), np.percentile(residuals, (5, 20)), rtol=1e-4)
+    assert np.array_equal(luma, before)
+
+
 # A resampling pattern (choose_factor reads the spectrum and the duplicate share), and
 # noise over blur.SPECTRAL_NOISE (the blur estimator reads the spectrum too).
 @pytest.mark.parametrize("spec", [

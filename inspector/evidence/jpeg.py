@@ -38,6 +38,8 @@ STANDARD_LUMA = np.array([
 # Low-frequency positions (row-major index) used for pixel inference: they are
 # non-zero often enough to show their quantizer, even at low quality.
 PROBE_POSITIONS = np.array([1, 8, 9, 2, 16, 10, 17, 3, 24, 11, 18, 25, 4, 32, 12, 19])
+# They all lie in the lowest 5x5 frequencies: only those are computed for them.
+PROBE_SIZE = 5
 # Above this many blocks, a regular subset is enough and keeps the cost flat.
 MAX_BLOCKS = 3000
 
@@ -97,11 +99,13 @@ DCT8 = np.array([[np.sqrt((1 if u == 0 else 2) / 8) * np.cos((2 * x + 1) * u * n
                   for x in range(8)] for u in range(8)])
 
 
-def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarray:
-    """Orthonormal 8x8 DCT (the JPEG FDCT) of grid-aligned blocks, shape (n, 64).
+def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS, size: int = 8) -> np.ndarray:
+    """Orthonormal 8x8 DCT (the JPEG FDCT) of grid-aligned blocks, shape (n, size * size).
 
-    A regular subset of at most `max_blocks` blocks is used; blocks with clipped pixels
-    are left out (the decoder clipped them, which breaks the quantizer comb).
+    Only the lowest `size` x `size` frequencies are computed (row-major, vertical
+    frequency first; `size` 8 gives all 64 in JPEG's order). A regular subset of at most
+    `max_blocks` blocks is used; blocks with clipped pixels are left out (the decoder
+    clipped them, which breaks the quantizer comb).
     """
     rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
     count = rows * cols
@@ -118,11 +122,12 @@ def block_dct(luma: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarray:
     keep = (blocks.min(axis=(1, 2)) > 0.5) & (blocks.max(axis=(1, 2)) < 254.5)
     blocks = np.subtract(blocks[keep], 128.0, dtype=np.float64)
     # DCT8 @ block @ DCT8.T for every block, as two plain matrix products (a batched
-    # matmul of 8x8 matrices pays a per-block overhead).
-    n = len(blocks)
-    half = (blocks.reshape(n * 8, 8) @ DCT8.T).reshape(n, 8, 8).transpose(0, 2, 1)
-    coefficients = (half.reshape(n * 8, 8) @ DCT8.T).reshape(n, 8, 8).transpose(0, 2, 1)
-    return coefficients.reshape(n, 64)
+    # matmul of 8x8 matrices pays a per-block overhead); each product keeps only the
+    # `size` frequencies wanted, so the second one is (size / 8)^2 of the full cost.
+    n, basis = len(blocks), DCT8[:size]
+    half = (blocks.reshape(n * 8, 8) @ basis.T).reshape(n, 8, size).transpose(0, 2, 1)
+    coefficients = (half.reshape(n * size, 8) @ basis.T).reshape(n, size, size).transpose(0, 2, 1)
+    return coefficients.reshape(n, size * size)
 
 
 def comb_step(values: np.ndarray) -> tuple[int, float]:
@@ -156,11 +161,12 @@ def quality_from_pixels(luma: np.ndarray) -> JpegEstimate:
     """IJG-equivalent quality from the quantizer combs of low-frequency DCT coefficients."""
     if min(luma.shape) < 16:
         return JpegEstimate(100.0, 0.2, "none")
-    coefficients = block_dct(luma)
+    coefficients = block_dct(luma, size=PROBE_SIZE)
     if len(coefficients) < 16:
         return JpegEstimate(100.0, 0.2, "none")
     steps, positions, weights = [], [], []
-    probes = np.ascontiguousarray(coefficients[:, PROBE_POSITIONS].T)
+    low_index = (PROBE_POSITIONS // 8) * PROBE_SIZE + PROBE_POSITIONS % 8
+    probes = np.ascontiguousarray(coefficients[:, low_index].T)
     for index, (position, values) in enumerate(zip(PROBE_POSITIONS, probes)):
         step, strength = comb_step(values)
         if step >= 3:
