@@ -223,6 +223,29 @@ def test_subset_block_paths_equal_the_indexed_definitions():
     np.testing.assert_allclose(block_dct(luma), expected, atol=1e-9)
 
 
+def test_correlated_noise_is_read_from_the_flat_cells_and_texture_is_not():
+    """Noise blurred by 0.8 px and mixed across channels (as demosaicing leaves it) is found by
+    the flattest cells' residual; clean grass and brick, texture in every cell, are not noisy."""
+    from skimage import data
+
+    from inspector.evidence.noise import estimate_noise
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:320, 0:384]
+    base = 90 + 0.2 * yy + 0.15 * xx + 20 * np.sin(xx / 40.0)
+    field = ndimage.gaussian_filter(rng.standard_normal((320, 384, 3)), (0.8, 0.8, 0))
+    field = 0.5 * field + 0.5 * field.mean(axis=2, keepdims=True)
+    field /= field.std(axis=(0, 1), keepdims=True)
+    image = Image.fromarray(np.clip(base[..., None] + 15 * field, 0, 255).astype(np.uint8))
+    evidence = measure(image)
+    assert evidence.details["noise_method"] == "flat cells"
+    assert evidence.get("noise").severity == "moderate" and 10 < evidence.get("noise").estimate < 20
+    assert estimate_noise(luminance(image)[0]).sigma < 5.0, "the pixel estimator alone misses it"
+    for texture in (data.grass(), data.brick()):
+        clean = measure(Image.fromarray(np.stack([texture] * 3, axis=-1)))
+        assert clean.get("noise").severity == "none", clean.get("noise")
+
+
 def test_low_frequency_dct_is_the_corner_of_the_full_one():
     """block_dct(size=5), what the JPEG quality reads, is the full DCT's lowest 5x5 frequencies."""
     from inspector.evidence.jpeg import block_dct

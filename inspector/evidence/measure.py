@@ -15,6 +15,9 @@ resolution.py, jpeg.py); this module runs them in the order their interactions n
 4. With the shipped calibration (learned.py), blur and low resolution are then read
    again from all the measurements together (features.py): the estimators' readings
    stay in `details["estimators"]`.
+5. Noise the pixel estimator took for texture (correlated noise, as a camera's
+   demosaicing leaves it) is read from the flattest cells (noise.flat_cell_reading)
+   when they hold more than it read; `details["noise_method"]` says "flat cells".
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import numpy as np
 from PIL import Image
 
 from inspector.evidence.blur import BlurEstimate, estimate_blur, ratio_table
-from inspector.evidence.features import feature_vector
+from inspector.evidence.features import FEATURE_NAMES, feature_vector
 from inspector.evidence.jpeg import estimate_jpeg, ijg_table, luma_table
 from inspector.evidence.learned import load_calibration, predict_readings
-from inspector.evidence.noise import CELL, LUMA_NOISE_GAIN, estimate_noise
+from inspector.evidence.noise import CELL, LUMA_NOISE_GAIN, estimate_noise, flat_cell_reading
 from inspector.evidence.resolution import ResolutionEstimate, estimate_resolution
 from inspector.evidence.shared import Shared
 from inspector.taxonomy import BANDS, severity_from_parameter
@@ -45,6 +48,7 @@ EXPLAINED_MARGIN = 1.15
 # A JPEG at or above this quality leaves too faint an 8-px grid to mask in the
 # resolution estimator's search for resampling patterns.
 JPEG_GRID_QUALITY = 97.0
+FLAT_P5, FLAT_HALF_P5 = FEATURE_NAMES.index("flat_std_p5"), FEATURE_NAMES.index("flat_half_std_p5")
 
 
 @dataclass
@@ -179,6 +183,12 @@ def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: 
                "estimators": {d.type: round(float(d.estimate), 3) for d in degradations}}
     features = feature_vector(luma, jpeg, noise, resolution, blur, shared)
     details["features"] = features
+    flat = flat_cell_reading(features[FLAT_P5], features[FLAT_HALF_P5])
+    if flat is not None and flat > noise.sigma:
+        # Noise the pixel estimator read as texture (correlated noise): the flat cells' reading.
+        degradations = [reading("noise", flat, noise.confidence) if d.type == "noise" else d for d in degradations]
+        details["noise_method"] = "flat cells"
+        details["estimators"]["noise"] = round(float(flat), 3)
     models = load_calibration() if calibrated else None
     if models is not None:
         learned = predict_readings(features, models, details["estimators"])
