@@ -246,6 +246,30 @@ def test_correlated_noise_is_read_from_the_flat_cells_and_texture_is_not():
         assert clean.get("noise").severity == "none", clean.get("noise")
 
 
+def test_integer_noise_cells_equal_the_float_ones_bit_for_bit():
+    """The uint8 path (int16 differences, int32 sums) gives the float32 path's very means."""
+    from inspector.evidence.noise import estimate_noise, noise_cells
+
+    rng = np.random.default_rng(6)
+    for shape in ((834, 1200), (3000, 4000), (200, 300), (40, 33)):
+        for pixels in (rng.integers(0, 256, shape, dtype=np.uint8),
+                       (rng.integers(0, 2, shape) * 255).astype(np.uint8)):
+            for exact, fast in zip(noise_cells(pixels.astype(np.float32)), noise_cells(pixels)):
+                assert fast.dtype == np.float32 and np.array_equal(exact, fast, equal_nan=True)
+    photo = np.asarray(Image.open(io.BytesIO(_jpeg_bytes())).convert("L"))
+    fast, exact = estimate_noise(photo), estimate_noise(photo.astype(np.float32))
+    assert (fast.sigma, fast.confidence, fast.method) == (exact.sigma, exact.confidence, exact.method)
+    assert np.array_equal(fast.cell_sigma, exact.cell_sigma, equal_nan=True)
+
+
+def _jpeg_bytes() -> bytes:
+    from skimage import data
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buffer, format="JPEG", quality=60)
+    return buffer.getvalue()
+
+
 def test_low_frequency_dct_is_the_corner_of_the_full_one():
     """block_dct(size=5), what the JPEG quality reads, is the full DCT's lowest 5x5 frequencies."""
     from inspector.evidence.jpeg import block_dct

@@ -127,8 +127,14 @@ def luminance(image: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
     Pillow's "L" conversion uses the same weights; its rounding to integers adds noise
     of 0.29 grey levels, far below anything measured here, and is several times faster.
     """
+    gray, size = luminance8(image)
+    return gray.astype(np.float32), size
+
+
+def luminance8(image: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
+    """`luminance` as Pillow gives it, uint8 (the noise cells read it in integers)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    return np.asarray(rgb.convert("L"), dtype=np.float32), image.size
+    return np.asarray(rgb.convert("L")), image.size
 
 
 def find_quantization(image: Image.Image, jpeg_quantization: dict | None):
@@ -157,13 +163,14 @@ def measure(image: Image.Image, *, jpeg_quantization: dict | None = None, tile: 
     # Built once per process (about 0.3 s), kept out of the per-image time.
     ratio_table(False), ratio_table(True)
     start = time.perf_counter()
-    luma, (width, height) = luminance(image)
+    gray, (width, height) = luminance8(image)
+    luma = gray.astype(np.float32)
     quantization = find_quantization(image, jpeg_quantization)
-    jpeg = estimate_jpeg(luma, quantization)
+    jpeg = estimate_jpeg(gray, quantization)
     table = luma_table(quantization)
     if table is None and jpeg.source == "pixels":
         table = ijg_table(int(round(jpeg.quality)))
-    noise = estimate_noise(luma, jpeg.quality, table)
+    noise = estimate_noise(gray, jpeg.quality, table)
     noise_luma = noise.sigma * LUMA_NOISE_GAIN
     jpeg_grid = jpeg.source != "none" and jpeg.quality < JPEG_GRID_QUALITY
     # The binned copy, difference profiles and difference spectrum, made once for the

@@ -87,20 +87,37 @@ def noise_cells(luma: np.ndarray, cell: int = CELL) -> tuple[np.ndarray, np.ndar
     if rows.size == 0:
         return out[0], out[1], out[2]
     blocks = cell_blocks(luma, cell, grid, rows, cols)
+    if blocks.dtype == np.uint8:
+        # 8-bit luminance (what `measure` reads): the differences in int16 (they stay
+        # within +-2040) and the sums in int32, a quarter of the float32 path's memory
+        # traffic. Every value is an integer and every float32 partial sum of the float
+        # path is one below 2^24, so both give the very same float32 means.
+        blocks = blocks.astype(np.int16)
+        two = np.int16(2)
+    else:
+        blocks = blocks.astype(np.float32, copy=False)
+        two = 2.0
     # In place where a temporary would be made (the same operations in the same order).
     vertical = blocks[:, :-2] + blocks[:, 2:]
-    vertical -= 2.0 * blocks[:, 1:-1]
+    vertical -= two * blocks[:, 1:-1]
     mask = vertical[:, :, :-2] + vertical[:, :, 2:]
-    mask -= 2.0 * vertical[:, :, 1:-1]
+    mask -= two * vertical[:, :, 1:-1]
     np.abs(mask, out=mask)
     diff = blocks[:, :-1, :-1] - blocks[:, :-1, 1:]
     np.abs(diff, out=diff)
     down = blocks[:, :-1, :-1] - blocks[:, 1:, :-1]
     diff += np.abs(down, out=down)
-    out[0][rows, cols] = mask.mean(axis=(1, 2)) * np.float32(np.sqrt(np.pi / 2) / 6)
-    out[1][rows, cols] = diff.mean(axis=(1, 2)) * np.float32(np.sqrt(np.pi) / 4)
-    out[2][rows, cols] = blocks.mean(axis=(1, 2))
+    out[0][rows, cols] = cell_means(mask) * np.float32(np.sqrt(np.pi / 2) / 6)
+    out[1][rows, cols] = cell_means(diff) * np.float32(np.sqrt(np.pi) / 4)
+    out[2][rows, cols] = cell_means(blocks)
     return out[0], out[1], out[2]
+
+
+def cell_means(values: np.ndarray) -> np.ndarray:
+    """Per-cell float32 means of (n, rows, cols) values: exact integer sums for integer values."""
+    if values.dtype.kind == "f":
+        return values.mean(axis=(1, 2))
+    return values.sum(axis=(1, 2), dtype=np.int32).astype(np.float32) / np.float32(values[0].size)
 
 
 def cell_blocks(luma: np.ndarray, cell: int, grid: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -149,6 +166,7 @@ def texture_corrected(s_h: np.ndarray, s_g: np.ndarray, ratio: float = TEXTURE_R
 
 
 def estimate_noise(luma: np.ndarray, jpeg_quality: float = 100.0, jpeg_table: np.ndarray | None = None) -> NoiseEstimate:
+    """Noise sigma per channel from the luminance (0-255; uint8 is read in integers, the same values)."""
     s_h, s_g, level = noise_cells(luma)
     usable = np.isfinite(level) & (level > 12) & (level < 243)
     cell_sigma = np.where(usable, texture_corrected(s_h, s_g), np.nan) / LUMA_NOISE_GAIN
