@@ -5,7 +5,7 @@ Usage:
     python benchmarks/evidence_bench.py --quick          # a smoke run: 60 + 20 samples per split
     python benchmarks/evidence_bench.py --split unseen --n 200 --seed 7 --json
     python benchmarks/evidence_bench.py --split calibration   # the photos the estimators were tuned on
-    python benchmarks/evidence_bench.py --speed          # only measure() on 1 MP and 12 MP, one thread
+    python benchmarks/evidence_bench.py --speed          # only measure() on 1 MP and 12 MP, one thread, both allocators
 
 Splits (photos fixed by name before any figure was looked at; the seed 2026 was never
 used for tuning or training):
@@ -278,23 +278,34 @@ def confusion(samples: list[Sample], kind: str) -> list[list[int]]:
     return matrix.tolist()
 
 
-def large_image_speed(repeats: int = 3) -> dict:
-    """measure() on 1 MP and 12 MP images (a photo mirrored into a large frame), 1 thread."""
+def large_image_speed(repeats: int = 7) -> dict:
+    """measure() on 1 MP and 12 MP images (a photo mirrored into a large frame), 1 thread.
+
+    First with glibc's default allocator settings (the app's process), then with the
+    thresholds `analyze` sets (inspector/memory.py: freed memory stays in the heap).
+    """
+    from inspector.memory import keep_freed_memory
+
     photo = np.asarray(load_photos(["coffee"])["coffee"])
     row = np.concatenate([photo, photo[:, ::-1]] * 4, axis=1)
     mosaic = np.concatenate([row, row[::-1]] * 4, axis=0)
+    images = {label: Image.fromarray(np.ascontiguousarray(mosaic[:height, :width]))
+              for label, (width, height) in {"1mp": (1200, 834), "12mp": (4000, 3000)}.items()}
     speeds = {}
-    for label, (width, height) in {"1mp": (1200, 834), "12mp": (4000, 3000)}.items():
-        image = Image.fromarray(np.ascontiguousarray(mosaic[:height, :width]))
-        measure(image)
-        cpu = []
-        for _ in range(repeats):
-            start = time.thread_time()
+    for allocator in ("default", "analyze"):
+        if allocator == "analyze" and not keep_freed_memory():
+            break  # not glibc: the two are the same
+        for label, image in images.items():
             measure(image)
-            cpu.append((time.thread_time() - start) * 1000)
-        megapixels = width * height / 1e6
-        speeds[label] = {"megapixels": megapixels, "cpu_ms": float(np.median(cpu)),
-                         "cpu_ms_per_mp": float(np.median(cpu)) / megapixels}
+            cpu = []
+            for _ in range(repeats):
+                start = time.thread_time()
+                measure(image)
+                cpu.append((time.thread_time() - start) * 1000)
+            megapixels = image.size[0] * image.size[1] / 1e6
+            speeds[label if allocator == "default" else f"{label}-analyze"] = {
+                "megapixels": megapixels, "cpu_ms": float(np.median(cpu)),
+                "cpu_ms_per_mp": float(np.median(cpu)) / megapixels, "allocator": allocator}
     return speeds
 
 
@@ -353,7 +364,8 @@ def summary_markdown(results: dict, machine: str, load: str, large: dict | None 
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     lines += ["", f"Machine: {machine}; load average at the start: {load}."]
     for label, speed in (large or {}).items():
-        lines.append(f"Speed on a {speed['megapixels']:.1f} MP image, 1 thread: {speed['cpu_ms']:.0f} ms "
+        process = "as in analyze (freed memory kept)" if speed["allocator"] == "analyze" else "default allocator"
+        lines.append(f"Speed on a {speed['megapixels']:.1f} MP image, 1 thread, {process}: {speed['cpu_ms']:.0f} ms "
                      f"({speed['cpu_ms_per_mp']:.1f} ms/MP CPU).")
     return "\n".join(lines)
 

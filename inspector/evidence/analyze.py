@@ -77,6 +77,9 @@ def analyze_main(paths: list[str], as_json: bool) -> int:
     """Measure every image under `paths`; print a line per image; 1 if any failed."""
     from tqdm import tqdm
 
+    from inspector.memory import keep_freed_memory
+
+    keep_freed_memory()  # this process only measures: keep its large temporaries mapped
     files = list(image_paths(paths))
     failures = 0
     with tqdm(files, desc="analyze", unit="img", file=sys.stderr, disable=None) as progress:
