@@ -9,7 +9,9 @@ CPU per 1 MP image (`benchmarks/evidence_bench.py --speed` measures both). The p
 then holds its peak (about 0.5 GB for a 12 MP image) until it ends.
 
 Only `analyze` and its workers call this, and the benchmarks: the app's process keeps
-glibc's defaults, where the model's weights and the report's RSS budget matter. An
+glibc's defaults, where the model's weights and the report's RSS budget matter. It lasts
+for the life of the process: a notebook that runs `analyze` in its own process (one
+worker) keeps the setting for what it runs after. An
 allocator such as jemalloc or tcmalloc would do the same, but only when preloaded before
 the process starts (LD_PRELOAD), which a pip-installed package cannot do for its users;
 `mallopt` is glibc's own call for this, made through ctypes.
