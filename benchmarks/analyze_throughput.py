@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     done = results["runs"]
     if {"local-1", "local-2"} <= set(done):
         results["speedup_2_workers"] = round(done["local-2"]["images_per_s"] / done["local-1"]["images_per_s"], 2)
-    for ray_run in ("ray-2", "ray-2-warm", "ray-2-runtime-env", "ray-2-preload"):
+    for ray_run in RAY_START:
         if {"local-2", ray_run} <= set(done):  # the time ratio: 1.2 is the target's bound
             results[f"{ray_run.replace('-', '_')}_time_vs_local_2"] = round(
                 done[ray_run]["seconds"] / done["local-2"]["seconds"], 2)
@@ -303,8 +303,7 @@ def table(results: dict) -> str:
         if run.get("cpu_s"):
             lines.append(f"\n{name}: {run['cpu_s_total']} CPU s in all: "
                          + ", ".join(f"{process} {seconds}" for process, seconds in run["cpu_s"].items()))
-    ratios = ("speedup_2_workers", "ray_2_time_vs_local_2", "ray_2_warm_time_vs_local_2",
-              "ray_2_runtime_env_time_vs_local_2", "ray_2_preload_time_vs_local_2")
+    ratios = ("speedup_2_workers", *(f"{run.replace('-', '_')}_time_vs_local_2" for run in RAY_START))
     for key in (*ratios, "ray_init_s", "probe"):
         if key in results:
             lines.append(f"\n{key}: {results[key]}")

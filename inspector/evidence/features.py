@@ -115,8 +115,7 @@ def spectrum_features(luma: np.ndarray, noise_sigma: float, shared: Shared | Non
     if min(luma.shape) < 32:
         return np.zeros(count + 4)
     frequency, power = row_spectrum(luma, noise_sigma, shared=shared)
-    medians = band_medians(frequency, power, SPECTRUM_EDGES[:-1], np.asarray(SPECTRUM_EDGES[1:]) + 1e-9)
-    levels = np.log10(np.maximum(np.where(np.isnan(medians), 1e-6, medians), 1e-6))
+    levels = band_levels(frequency, power, SPECTRUM_EDGES[:-1], np.asarray(SPECTRUM_EDGES[1:]) + 1e-9)
     centres = 0.5 * (np.asarray(SPECTRUM_EDGES[:-1]) + np.asarray(SPECTRUM_EDGES[1:]))
     relative = levels - levels[0]
     # Bands that fell more than three decades are the subtracted noise's floor, not signal.
@@ -158,8 +157,7 @@ def fine_spectrum_features(luma: np.ndarray, noise_sigma: float, shared: Shared 
         return np.zeros(count + 5)
     frequency, total = row_spectrum(luma, noise_sigma, shared=shared)
 
-    medians = band_medians(frequency, total, (*FINE_EDGES[:-1], FLOOR_BAND[0]), (*FINE_EDGES[1:], FLOOR_BAND[1]))
-    every = np.where(np.isnan(medians), -6.0, np.log10(np.maximum(np.nan_to_num(medians), 1e-6)))
+    every = band_levels(frequency, total, (*FINE_EDGES[:-1], FLOOR_BAND[0]), (*FINE_EDGES[1:], FLOOR_BAND[1]))
     levels, centres = every[:-1], 0.5 * (np.asarray(FINE_EDGES[:-1]) + np.asarray(FINE_EDGES[1:]))
     relative = levels - levels[0]
     floor = every[-1] - levels[0]
@@ -180,6 +178,11 @@ def fine_spectrum_features(luma: np.ndarray, noise_sigma: float, shared: Shared 
     else:
         cliff, excess = FINE_EDGES[-1], 0.0
     return np.concatenate([relative[1:], [floor, sigma, residual, cliff, excess]])
+
+
+def band_levels(frequency: np.ndarray, power: np.ndarray, lows, highs) -> np.ndarray:
+    """log10 of each band's median power (at least 1e-6), -6 where a band is empty."""
+    return np.log10(np.maximum(np.nan_to_num(band_medians(frequency, power, lows, highs), nan=1e-6), 1e-6))
 
 
 def band_medians(frequency: np.ndarray, power: np.ndarray, lows, highs) -> np.ndarray:

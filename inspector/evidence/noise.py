@@ -95,7 +95,8 @@ def noise_cells(luma: np.ndarray, cell: int = CELL) -> tuple[np.ndarray, np.ndar
         blocks = blocks.astype(np.int16)
         two = np.int16(2)
     else:
-        blocks = blocks.astype(np.float32, copy=False)
+        # Float luminance is read in its own precision; other integers as float32.
+        blocks = blocks if blocks.dtype.kind == "f" else blocks.astype(np.float32)
         two = 2.0
     # In place where a temporary would be made (the same operations in the same order).
     vertical = blocks[:, :-2] + blocks[:, 2:]
@@ -241,7 +242,7 @@ def noise_from_dct(luma: np.ndarray, table: np.ndarray) -> float | None:
 # cells the plane fit's residual is the noise whatever its spectrum, and texture where
 # there is no flat cell; the two part by how the residual grows at half resolution: white
 # noise halves under the 2x2 mean (doubled, it stays), correlated noise grows to about
-# twice, texture more (grass and brick: 2.1-2.3 on the calibration photos). The growth
+# twice, texture more (clean grass: 2.1-2.3 on the calibration photos). The growth
 # was chosen on the calibration photos only (three draws of 480 crops, other libraries'
 # degradations and the synthesis): no crop flagged that was not flagged before. The
 # floor is 1.2 times the contract's mild noise (5): the reading is over the true sigma
